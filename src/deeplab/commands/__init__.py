@@ -1,0 +1,1 @@
+"""One module per ``deeplab`` subcommand (see deeplab.cli)."""
