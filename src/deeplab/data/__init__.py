@@ -1,0 +1,1 @@
+"""Data sets in their on-disk formats, joint transforms and palettes."""
