@@ -15,6 +15,14 @@ from deeplab.errors import InputError
 
 # subcommand name -> module under deeplab.commands
 COMMANDS: dict[str, str] = {
+    "train": "train",
+    "segment": "segment",
+    "evaluate": "evaluate",
+    "crf-search": "crf_search",
+    "convert": "convert",
+    "export": "export",
+    "benchmark": "benchmark",
+    "crf": "crf",
 }
 
 

@@ -1,0 +1,132 @@
+"""``deeplab crf IMAGE (--probs P.npy | --labels MASK.png [--gt-prob P]) -o OUT.png [--overlay O.png]``.
+
+Refines a coarse segmentation with the fully connected CRF and writes a palette PNG. The coarse input
+is either class probabilities (L, H, W) in a .npy file (e.g. a DCNN's softmax) or a mask: a label
+PNG (palette/greyscale values are labels; --unknown marks "no label", default 255) or a colour
+annotation (distinct colours are labels, black unknown, as in the classic dense-CRF demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "refine a coarse mask or probability map with the fully connected CRF"
+
+PRESETS = {
+    "deeplab": {},  # CRFParams defaults: DeepLab-LargeFOV
+    "densecrf-demo": {"bi_w": 10.0, "bi_xy_std": 80.0, "bi_rgb_std": 13.0, "pos_w": 3.0, "pos_xy_std": 3.0,
+                      "iterations": 5, "normalization": "NORMALIZE_SYMMETRIC"},
+}
+FLAGS = (("bi_w", float, "bilateral kernel weight"), ("bi_xy_std", float, "bilateral position std (px)"),
+         ("bi_rgb_std", float, "bilateral colour std (0-255)"), ("pos_w", float, "Gaussian kernel weight"),
+         ("pos_xy_std", float, "Gaussian position std (px)"), ("iterations", int, "mean-field iterations"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="RGB image (grey/RGBA files are converted to RGB)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--probs", metavar="FILE.npy", help="class probabilities (L, H, W) float, summing to 1 over L")
+    src.add_argument("--labels", metavar="MASK.png", help="coarse label PNG or colour annotation")
+    p.add_argument("--gt-prob", type=float, default=0.5, metavar="P",
+                   help="--labels: confidence of a labelled pixel, in (0, 1) (default 0.5)")
+    p.add_argument("--unknown", default="255", metavar="V",
+                   help="--labels (label PNG): value meaning 'no label' ('none' for none; e.g. 0 for the "
+                        "classic 0 = unsure convention; default 255, VOC's void)")
+    p.add_argument("--num-labels", type=int, default=None, metavar="L",
+                   help="--labels (label PNG): labels are 0..L-1 (default: the values present in the mask)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="refined labels (palette PNG)")
+    p.add_argument("--overlay", metavar="OUT2.png", help="also write the labels blended over the image")
+    p.add_argument("--save-probs", metavar="Q.npy", help="also write the refined probabilities (L, H, W) float32")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="deeplab",
+                   help="parameter set: deeplab (DeepLab-LargeFOV, default) or densecrf-demo "
+                        "(Kraehenbuehl & Koltun's label-refinement demo); the flags below override it")
+    for name, typ, text in FLAGS:
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text)
+    p.add_argument("--normalization", default=None,
+                   choices=["NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"],
+                   help="kernel normalisation (deeplab preset: NORMALIZE_AFTER)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+
+
+def _read_rgb(path):
+    import numpy as np
+    from PIL import Image
+
+    from deeplab.errors import InputError
+
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(f"image not found: {path}") from None
+    except Exception as e:  # PIL raises many types on corrupt files
+        raise InputError(f"{path}: cannot read image ({e})") from e
+
+
+def _params(args):
+    from deeplab.crf import CRFParams
+
+    values = {**CRFParams().to_dict(), **PRESETS[args.preset]}
+    values.update({name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None})
+    if args.normalization:
+        values["normalization"] = args.normalization
+    return CRFParams.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from deeplab.crf import dense_crf, dense_crf_unary, unary_from_labels
+    from deeplab.crf.annotation import read_annotation
+    from deeplab.data.palette import overlay, save_label_png, voc_palette
+    from deeplab.errors import InputError
+    from deeplab.io import atomic_write
+
+    params = _params(args)
+    image = _read_rgb(args.image)
+    h, w = image.shape[:2]
+    if args.probs:
+        try:
+            probs = np.load(args.probs, allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError(f"--probs file not found: {args.probs}") from None
+        except Exception as e:
+            raise InputError(f"--probs {args.probs}: cannot read a .npy array ({e})") from e
+        try:
+            q = dense_crf(image, probs, params, threads=args.threads)
+        except InputError as e:
+            raise InputError(f"--probs {args.probs}: {e}") from None
+        values, palette = np.arange(q.shape[0]), voc_palette()[:min(q.shape[0], 256)]
+    else:
+        if not 0 < args.gt_prob < 1:
+            raise InputError(f"--gt-prob must lie in (0, 1), got {args.gt_prob}")
+        unknown = None if args.unknown.lower() == "none" else args.unknown
+        try:
+            unknown = None if unknown is None else int(unknown)
+        except ValueError:
+            raise InputError(f"--unknown must be an integer or 'none', got {args.unknown!r}") from None
+        ann = read_annotation(args.labels, unknown, args.num_labels)
+        if ann.index.shape != (h, w):
+            raise InputError(f"--labels {args.labels} is {ann.index.shape} (H, W) but {args.image} is {(h, w)}")
+        unary = unary_from_labels(ann.index, len(ann.classes), args.gt_prob, unknown=-1)
+        q = dense_crf_unary(image, unary, params, threads=args.threads)
+        values, palette = ann.classes, ann.palette
+    index = q.argmax(0)
+    if args.labels and ann.is_colour:
+        labels, out_palette = index, palette
+    else:
+        if values.max() > 255:
+            raise InputError(f"labels up to {values.max()} do not fit a palette PNG (0-255)")
+        labels, out_palette = values[index], None
+    save_label_png(args.out, labels.astype(np.uint8), out_palette)
+    if args.overlay:
+        mixed = overlay(image, labels, out_palette)
+        suffix = Path(args.overlay).suffix.lower().lstrip(".") or "png"
+        fmt = {"jpg": "JPEG", "jpeg": "JPEG"}.get(suffix, suffix.upper())
+        atomic_write(args.overlay, lambda f: Image.fromarray(mixed).save(f, format=fmt))
+    if args.save_probs:
+        atomic_write(args.save_probs, lambda f: np.save(f, q))
+    return 0

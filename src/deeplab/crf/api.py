@@ -1,0 +1,196 @@
+"""NumPy-first dense CRF: ``dense_crf(image, probs, CRFParams(...))`` -> refined probabilities."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from deeplab.crf.lattice import numba_threads
+from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
+from deeplab.crf.unary import unary_from_probs
+from deeplab.errors import InputError
+
+
+@dataclass(frozen=True)
+class CRFParams:
+    """Fully connected CRF parameters; defaults are DeepLab-LargeFOV's (Chen et al. 2015).
+
+    Bilateral (appearance) kernel: weight ``bi_w``, position std ``bi_xy_std`` px, colour std
+    ``bi_rgb_std`` (0-255 units); Gaussian (smoothness) kernel: ``pos_w``, ``pos_xy_std`` px; Potts
+    compatibility; ``iterations`` mean-field steps; ``normalization`` one of NO_NORMALIZATION,
+    NORMALIZE_BEFORE, NORMALIZE_AFTER (default: DeepLab v1's per-pixel 1 / sum of kernel weights),
+    NORMALIZE_SYMMETRIC (pydensecrf's default).
+    """
+
+    bi_w: float = 4.0
+    bi_xy_std: float = 121.0
+    bi_rgb_std: float = 5.0
+    pos_w: float = 3.0
+    pos_xy_std: float = 3.0
+    iterations: int = 10
+    normalization: str = "NORMALIZE_AFTER"
+
+    def __post_init__(self) -> None:
+        for name in ("bi_w", "pos_w"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"CRFParams.{name} must be a finite number, got {v!r}")
+        for name in ("bi_xy_std", "bi_rgb_std", "pos_xy_std"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise InputError(f"CRFParams.{name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, (int, np.integer)) \
+                or self.iterations < 0:
+            raise InputError(f"CRFParams.iterations must be an integer >= 0, got {self.iterations!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise InputError(f"CRFParams.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CRFParams":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"CRFParams: unknown parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def check_image(image, name: str = "image") -> np.ndarray:
+    """Validate an RGB image: (H, W, 3) uint8 (any strides). Returns it C-contiguous."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name} must be a numpy array (H, W, 3) uint8, got {type(image).__name__}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise InputError(f"{name} is greyscale {image.shape}; the bilateral kernel needs RGB (H, W, 3): "
+                         f"repeat the channel, e.g. np.stack([g, g, g], -1)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        raise InputError(f"{name} is RGBA {image.shape}; pass RGB, e.g. {name}[..., :3]")
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[2] != 3:
+        raise InputError(f"{name} looks channels-first {image.shape}; pass (H, W, 3), e.g. {name}.transpose(1, 2, 0)")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"{name} must be (H, W, 3) RGB, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{name} is empty: shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{name} must be uint8 (0-255), got {image.dtype}; convert e.g. "
+                         f"(x * 255).round().clip(0, 255).astype(np.uint8) for [0, 1] floats")
+    return np.ascontiguousarray(image)
+
+
+def check_label_maps(arr, hw: tuple[int, int], name: str) -> np.ndarray:
+    """Validate per-label maps (L, H, W) float, finite, matching the image size. Returns float32 C-contiguous."""
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{name} must be a numpy array (L, H, W), got {type(arr).__name__}")
+    if arr.ndim != 3:
+        raise InputError(f"{name} must be (L, H, W), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{name} must be floating point (L, H, W), got dtype {arr.dtype}")
+    h, w = hw
+    if arr.shape[0] == 0:
+        raise InputError(f"{name} has zero labels: shape {arr.shape}")
+    if arr.shape[1:] != (h, w):
+        if arr.shape[1:] == (w, h) and h != w:
+            raise InputError(f"{name} is {arr.shape} but the image is H={h}, W={w}: height and width look "
+                             f"swapped; pass (L, {h}, {w})")
+        if arr.shape[:2] == (h, w):
+            raise InputError(f"{name} looks channels-last {arr.shape}; pass (L, H, W), e.g. {name}.transpose(2, 0, 1)")
+        raise InputError(f"{name} is {arr.shape[1:]} (H, W) but the image is ({h}, {w})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise InputError(f"{name} has {int(bad.sum())} non-finite values (NaN/inf)")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_probs(probs, hw: tuple[int, int], name: str = "probs", atol: float = 1e-3) -> np.ndarray:
+    """check_label_maps + probabilities: >= 0 and summing to 1 over L (within atol)."""
+    p = check_label_maps(probs, hw, name)
+    if p.min() < 0:
+        raise InputError(f"{name} has negative values (min {p.min():.4g}); pass probabilities, "
+                         f"or logits via dense_crf_unary(image, unary_from_logits(logits))")
+    err = np.abs(p.sum(0, dtype=np.float64) - 1.0).max()
+    if err > atol:
+        raise InputError(f"{name} must sum to 1 over labels (axis 0); max deviation {err:.4g}. "
+                         f"Softmax your scores first, or use dense_crf_unary with unary_from_logits")
+    return p
+
+
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """(H*W, 2) float32 (x, y) pixel coordinates in row-major order."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+
+
+def bilateral_features(image: np.ndarray, xy_std, rgb_std) -> np.ndarray:
+    """image (H, W, C) -> (H*W, 2+C) float32 (x/sx, y/sy, c_1/s_1, ...) like DenseCRF2D.
+
+    xy_std: a number or (sx, sy); rgb_std: a number or one std per channel."""
+    h, w = image.shape[:2]
+    xy = gaussian_features(h, w, xy_std)
+    col = image.reshape(h * w, -1).astype(np.float32) / np.asarray(rgb_std, np.float32)
+    return np.concatenate([xy, col], 1)
+
+
+def gaussian_features(h: int, w: int, xy_std) -> np.ndarray:
+    """(H*W, 2) float32 (x/sx, y/sy); xy_std: a number or (sx, sy)."""
+    return pixel_grid(h, w) / np.asarray(xy_std, np.float32)
+
+
+def _params(params: CRFParams | None, overrides: dict) -> CRFParams:
+    if params is None:
+        params = CRFParams()
+    elif not isinstance(params, CRFParams):
+        raise InputError(f"params must be a CRFParams, got {type(params).__name__}")
+    if overrides:
+        d = params.to_dict()
+        unknown = set(overrides) - set(d)
+        if unknown:
+            raise InputError(f"unknown CRF parameter(s) {sorted(unknown)}; known: {sorted(d)}")
+        d.update(overrides)
+        params = CRFParams.from_dict(d)
+    return params
+
+
+def build_meanfield(image: np.ndarray, unary_nl: np.ndarray, params: CRFParams) -> MeanField:
+    """MeanField for a validated image (H, W, 3) uint8 and unary (N, L) with params' two Potts kernels."""
+    h, w = image.shape[:2]
+    mf = MeanField(unary_nl)
+    if params.bi_w != 0:
+        mf.add(LatticeKernel(bilateral_features(image, params.bi_xy_std, params.bi_rgb_std), params.normalization),
+               params.bi_w)
+    if params.pos_w != 0:
+        mf.add(LatticeKernel(gaussian_features(h, w, params.pos_xy_std), params.normalization), params.pos_w)
+    return mf
+
+
+def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None, *,
+                    threads: int | None = None, **overrides) -> np.ndarray:
+    """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
+    per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
+    params = _params(params, overrides)
+    image = check_image(image)
+    h, w = image.shape[:2]
+    unary = check_label_maps(unary, (h, w), "unary")
+    num_labels = unary.shape[0]
+    u = np.ascontiguousarray(unary.reshape(num_labels, h * w).T)
+    with numba_threads(threads):
+        mf = build_meanfield(image, u, params)
+        q = mf.inference(params.iterations)
+    return np.ascontiguousarray(q.T.reshape(num_labels, h, w))
+
+
+def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,
+              threads: int | None = None, **overrides) -> np.ndarray:
+    """Refine class probabilities with the fully connected CRF.
+
+    image: (H, W, 3) uint8 RGB; probs: (L, H, W) float, >= 0, sums to 1 over L (e.g. an upsampled
+    DCNN softmax). params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields,
+    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (None = all). Unary = -log(max(p, 1e-5)).
+    Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
+    """
+    params = _params(params, overrides)
+    image = check_image(image)
+    probs = check_probs(probs, image.shape[:2])
+    return dense_crf_unary(image, unary_from_probs(probs), params, threads=threads)

@@ -1,0 +1,483 @@
+"""Permutohedral lattice (Adams, Baek & Davis 2010) as fused numba kernels.
+
+Gaussian filtering of N values in a D-dimensional feature space in O(N (D+1) L):
+
+* :func:`build_lattice` embeds every feature vector in the (D+1)-dim permutohedral lattice once
+  (hash table of the enclosing simplex's vertices, barycentric weights, blur neighbours);
+* :func:`lattice_filter` splats (N, L) values onto the vertices (pixel-order scatter into one private
+  buffer per thread), blurs along the D+1 lattice axes with the [1/2, 1, 1/2] stencil and slices
+  back — all L channels at once, float32, (N, L) rows;
+* :func:`_meanfield_pass` fuses a whole mean-field update (slice every kernel, add the unary,
+  softmax, splat the new Q for the next update) into one pass over the pixels.
+
+The lattice scaling (standard deviation ``sqrt(2/3) (D+1)`` in lattice units) and the blur/slice
+constants follow the construction of Adams et al. as used by Krähenbühl & Koltun's dense CRF, so the
+filter matches pydensecrf's to float rounding.  Features must already be divided by the kernel's
+standard deviations: the filter approximates ``sum_j exp(-|f_i - f_j|^2 / 2) v_j`` (including j = i).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
+
+from deeplab.crf.simd import gather_rows, scatter_rows
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """A feature set embedded in the permutohedral lattice.
+
+    offset: (N, D+1) int32 vertex of each simplex corner; bary: (N, D+1) float32 barycentric weights
+    (rows sum to 1); neighbours: (D+1, M, 2) int32 blur neighbours per axis (M = missing: row M of
+    every vertex array is kept 0).
+    """
+
+    offset: np.ndarray
+    bary: np.ndarray
+    neighbours: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.offset.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.offset.shape[1] - 1
+
+    @property
+    def m(self) -> int:
+        return self.neighbours.shape[1]
+
+    @property
+    def alpha(self) -> float:
+        """Slice constant 1 / (1 + 2^-D) of the [1/2, 1, 1/2]^(D+1) blur."""
+        return 1.0 / (1.0 + 2.0 ** (-self.d))
+
+
+# ---------------------------------------------------------------------------------------------
+# construction
+
+
+@njit(cache=True, inline="always")
+def _hash(key, d):
+    h = np.int64(0)
+    for k in range(d):
+        h = h * np.int64(1000003) + np.int64(key[k])
+    h ^= h >> np.int64(29)
+    h *= np.int64(0x7FEB352D)
+    h ^= h >> np.int64(15)
+    return h
+
+
+@njit(cache=True, inline="always")
+def _slot(table, keys, key, d):
+    """Slot of ``key`` in the open-addressing table: where it is, or the empty slot to put it."""
+    mask = table.shape[0] - 1
+    h = _hash(key, d) & mask
+    while True:
+        e = table[h]
+        if e < 0:
+            return h
+        same = True
+        for k in range(d):
+            if keys[e, k] != key[k]:
+                same = False
+                break
+        if same:
+            return h
+        h = (h + 1) & mask
+
+
+@njit(cache=True)
+def _rehash(keys, m, d, capacity):
+    table = np.full(capacity, -1, np.int32)
+    for e in range(m):
+        table[_slot(table, keys, keys[e], d)] = e
+    return table
+
+
+@njit(cache=True, parallel=True)
+def _simplices(feat):
+    """Enclosing simplex of every feature vector: rem0 (N, D+1) int32 nearest remainder-0 lattice point
+    (after the rank wrap-around), rank (N, D+1) int32, bary (N, D+1) float32 barycentric weights."""
+    n, d = feat.shape
+    d1 = d + 1
+    scale = np.empty(d, np.float64)
+    inv_std = np.sqrt(2.0 / 3.0) * d1
+    for j in range(d):
+        scale[j] = inv_std / np.sqrt((j + 1.0) * (j + 2.0))
+    rem0_all = np.empty((n, d1), np.int32)
+    rank_all = np.empty((n, d1), np.int32)
+    bary = np.empty((n, d1), np.float32)
+    for i in prange(n):
+        elevated = np.empty(d1, np.float64)
+        rem0 = np.empty(d1, np.int64)
+        rank = np.zeros(d1, np.int64)
+        b = np.zeros(d1 + 1, np.float64)
+        # elevate onto the hyperplane sum(x) = 0
+        sm = 0.0
+        for j in range(d, 0, -1):
+            cf = feat[i, j - 1] * scale[j - 1]
+            elevated[j] = sm - j * cf
+            sm += cf
+        elevated[0] = sm
+        # nearest remainder-0 point, then the rank of each coordinate's residual
+        total = 0
+        for j in range(d1):
+            v = elevated[j] / d1
+            up = np.ceil(v) * d1
+            down = np.floor(v) * d1
+            rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
+            total += rem0[j] // d1
+        for j in range(d):
+            dj = elevated[j] - rem0[j]
+            for k in range(j + 1, d1):
+                if dj < elevated[k] - rem0[k]:
+                    rank[j] += 1
+                else:
+                    rank[k] += 1
+        for j in range(d1):
+            rank[j] += total
+            if rank[j] < 0:
+                rank[j] += d1
+                rem0[j] += d1
+            elif rank[j] > d:
+                rank[j] -= d1
+                rem0[j] -= d1
+        for j in range(d1):
+            v = (elevated[j] - rem0[j]) / d1
+            b[d - rank[j]] += v
+            b[d - rank[j] + 1] -= v
+        b[0] += 1.0 + b[d1]
+        for j in range(d1):
+            rem0_all[i, j] = rem0[j]
+            rank_all[i, j] = rank[j]
+            bary[i, j] = b[j]
+    return rem0_all, rank_all, bary
+
+
+@njit(cache=True)
+def _vertices(rem0, rank):
+    """Hash the d+1 vertices of every simplex: offset (N, D+1) int32, table, keys (>= M, D) int32, M.
+
+    Vertex r of a simplex is rem0 + canonical[r, rank] (first D coordinates; the last is implied).
+    A pixel in the same simplex as the previous one reuses its vertex indices.
+    """
+    n, d1 = rem0.shape
+    d = d1 - 1
+    capacity = 1024
+    while capacity < n:
+        capacity *= 2
+    table = np.full(capacity, -1, np.int32)
+    keys = np.empty((capacity // 2, max(d, 1)), np.int32)
+    m = 0
+    offset = np.empty((n, d1), np.int32)
+    key = np.empty(max(d, 1), np.int32)
+    for i in range(n):
+        if i > 0:
+            same = True
+            for j in range(d1):
+                if rem0[i, j] != rem0[i - 1, j] or rank[i, j] != rank[i - 1, j]:
+                    same = False
+                    break
+            if same:
+                for r in range(d1):
+                    offset[i, r] = offset[i - 1, r]
+                continue
+        for r in range(d1):
+            for j in range(d):
+                # canonical simplex vertex r, coordinate j: r if rank <= d - r else r - (d + 1)
+                key[j] = rem0[i, j] + (r if rank[i, j] <= d - r else r - d1)
+            s = _slot(table, keys, key, d)
+            e = table[s]
+            if e < 0:
+                e = m
+                if m == keys.shape[0]:
+                    grown = np.empty((2 * keys.shape[0], keys.shape[1]), np.int32)
+                    grown[:m] = keys[:m]
+                    keys = grown
+                keys[m, :d] = key[:d]
+                m += 1
+                if 2 * m > table.shape[0]:
+                    table = _rehash(keys, m, d, 2 * table.shape[0])
+                else:
+                    table[s] = e
+            offset[i, r] = e
+    return offset, table, keys, m
+
+
+@njit(cache=True, parallel=True)
+def _blur_neighbours(table, keys, m, d):
+    """(D+1, M, 2) int32: the two lattice neighbours of every vertex along every axis (M if absent)."""
+    d1 = d + 1
+    nb = np.empty((d1, m, 2), np.int32)
+    for i in prange(m):
+        n1 = np.empty(max(d, 1), np.int32)
+        n2 = np.empty(max(d, 1), np.int32)
+        for j in range(d1):
+            for k in range(d):
+                n1[k] = keys[i, k] - 1
+                n2[k] = keys[i, k] + 1
+            if j < d:
+                n1[j] = keys[i, j] + d
+                n2[j] = keys[i, j] - d
+            e1 = table[_slot(table, keys, n1, d)]
+            e2 = table[_slot(table, keys, n2, d)]
+            nb[j, i, 0] = e1 if e1 >= 0 else m
+            nb[j, i, 1] = e2 if e2 >= 0 else m
+    return nb
+
+
+def build_lattice(features: np.ndarray) -> Lattice:
+    """features: (N, D) float, already divided by the kernel standard deviations (D >= 1)."""
+    feat = np.ascontiguousarray(features, dtype=np.float32)
+    if feat.ndim != 2 or feat.shape[1] < 1 or feat.shape[0] < 1:
+        raise ValueError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
+    rem0, rank, bary = _simplices(feat)
+    offset, table, keys, m = _vertices(rem0, rank)
+    neighbours = _blur_neighbours(table, keys, m, feat.shape[1])
+    return Lattice(offset, bary, neighbours)
+
+
+# ---------------------------------------------------------------------------------------------
+# filtering
+
+
+LANES = 8  # the label axis of work arrays is zero-padded to a multiple of this (SIMD-friendly rows)
+
+
+def padded(num_labels: int) -> int:
+    """Label count rounded up to a multiple of LANES (the width of the (N, L) work arrays)."""
+    return -(-num_labels // LANES) * LANES
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _chunk(c, nchunks, n):
+    return c * n // nchunks, (c + 1) * n // nchunks
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _reduce_chunks(bufs):
+    """bufs[0] += bufs[1:], (C, M+1, L) private splat buffers -> bufs[0]."""
+    nchunks, m, nl = bufs.shape
+    if nchunks > 1:
+        for v in prange(m):
+            for c in range(1, nchunks):
+                for k in range(nl):
+                    bufs[0, v, k] += bufs[c, v, k]
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _splat(values, offset, weight, bufs):
+    """Scatter values (N, L) onto the vertices: bufs[0] = sum_i,r weight[i, r] values[i] at offset[i, r].
+
+    bufs: (C, M+1, L), one private buffer per pixel chunk (C = threads), summed into bufs[0].
+    Pixel order makes consecutive scatters hit the same (cached) vertex rows.
+    """
+    nchunks = bufs.shape[0]
+    n, nl = values.shape
+    d1 = offset.shape[1]
+    for c in prange(nchunks):
+        bufs[c] = 0.0
+        lo, hi = _chunk(c, nchunks, n)
+        for i in range(lo, hi):
+            scatter_rows(bufs, c, values[i], offset, weight, i)
+    _reduce_chunks(bufs)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _blur(src, a, b, neighbours, reverse):
+    """Blur (M+1, L) vertex values src along every lattice axis (src unchanged; row M must be 0):
+    [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b)."""
+    d1, m, _ = neighbours.shape
+    nl = src.shape[1]
+    for jj in range(d1):
+        j = d1 - 1 - jj if reverse else jj
+        if jj == 0:
+            x = src
+        elif jj % 2 == 1:
+            x = a
+        else:
+            x = b
+        y = b if jj % 2 == 1 else a
+        for v in prange(m):
+            n1 = neighbours[j, v, 0]
+            n2 = neighbours[j, v, 1]
+            for k in range(nl):
+                y[v, k] = x[v, k] + np.float32(0.5) * (x[n1, k] + x[n2, k])
+    return a if d1 % 2 == 1 else b
+
+
+@intrinsic
+def _int32_bits_as_float32(typingctx, x):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _exp_nonpositive(x):
+    """exp(x) for x <= 0 in float32 (Cephes-style range reduction + degree-6 polynomial, rel. err ~1e-7);
+    exactly 0 below -80 (keeps later products clear of slow denormals).
+
+    Vectorisable (no libm call): 2^n is built from its IEEE bits.
+    """
+    small = x < np.float32(-80.0)
+    x = max(x, np.float32(-80.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    y = p * _int32_bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return np.float32(0.0) if small else y
+
+
+PAD_ENERGY = -1e30  # energy (= -unary) of padding label columns: their probability comes out exactly 0
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _softmax_row(e):
+    """Softmax of the row e (L,) float32 in place."""
+    nl = e.shape[0]
+    mx = e[0]
+    for k in range(1, nl):
+        mx = max(mx, e[k])
+    s = np.float32(0.0)
+    for k in range(nl):
+        x = _exp_nonpositive(e[k] - mx)
+        e[k] = x
+        s += x
+    inv = np.float32(1.0) / s
+    for k in range(nl):
+        e[k] *= inv
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def softmax_rows(energy, out):
+    """out[i] = softmax(energy[i]) over the label axis; (N, L) float32 (may alias)."""
+    n = out.shape[0]
+    for i in prange(n):
+        for k in range(out.shape[1]):
+            out[i, k] = energy[i, k]
+        _softmax_row(out[i])
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _slice(verts, offset, weight, out):
+    """out[i] = sum_r weight[i, r] verts[offset[i, r]]; verts: (M+1, L), out: (N, L)."""
+    n, nl = out.shape
+    for i in prange(n):
+        for k in range(nl):
+            out[i, k] = 0.0
+        gather_rows(out[i], verts, offset, weight, i)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, gather, scatter, write_q):
+    """One fused mean-field update over all pixels, all kernels, all labels.
+
+    For every pixel i (in C chunks, in parallel): energy = -U_i [+ sum_k slice_k(verts_k)_i if gather];
+    Q_i = softmax(energy); write Q_i to q_out if write_q; if scatter, splat Q_i into each kernel's
+    private buffer bufs[k][chunk] for the next update (summed afterwards by _reduce_chunks).
+    verts (M_k+1, L), offsets / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): equal-length tuples,
+    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0.
+    """
+    n, nl = neg_unary.shape
+    nk = len(offsets)
+    nchunks = bufs[0].shape[0]
+    for c in prange(nchunks):
+        e = np.empty(nl, np.float32)
+        if scatter:
+            for t in range(nk):
+                bufs[t][c] = 0.0
+        lo, hi = _chunk(c, nchunks, n)
+        for i in range(lo, hi):
+            for k in range(nl):
+                e[k] = neg_unary[i, k]
+            if gather:
+                for t in range(nk):
+                    gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
+            _softmax_row(e)
+            if write_q:
+                for k in range(nl):
+                    q_out[i, k] = e[k]
+            if scatter:
+                for t in range(nk):
+                    scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
+
+
+def splat_buffers(lattice: Lattice, num_values: int, chunks: int) -> np.ndarray:
+    """Zeroed private splat buffers (chunks, M+1, num_values) float32."""
+    return np.zeros((chunks, lattice.m + 1, num_values), np.float32)
+
+
+def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray | None = None,
+                   out_weight: np.ndarray | None = None, reverse: bool = False) -> np.ndarray:
+    """Gaussian-filter values (N, L): diag(out_weight) alpha S^T B S diag(in_weight) values, float32.
+
+    in_weight / out_weight: optional (N,) per-pixel factors (normalisation). ``reverse`` runs the blur
+    axes in reverse order: the exact transpose of the operator (when in/out weights are swapped too).
+    Returns (N, L) float32.
+    """
+    import numba
+
+    values = np.asarray(values, dtype=np.float32)
+    n, num_values = values.shape
+    if n != lattice.n:
+        raise ValueError(f"values have {n} rows but the lattice has {lattice.n} points")
+    nl = padded(num_values)
+    if nl != num_values or not values.flags.c_contiguous:
+        values = np.pad(values, ((0, 0), (0, nl - num_values)))
+    bary = lattice.bary
+    w_in = bary if in_weight is None else bary * in_weight[:, None].astype(np.float32)
+    w_out = bary * np.float32(lattice.alpha)
+    if out_weight is not None:
+        w_out = w_out * out_weight[:, None].astype(np.float32)
+    bufs = splat_buffers(lattice, nl, numba.get_num_threads())
+    _splat(values, lattice.offset, np.ascontiguousarray(w_in, np.float32), bufs)
+    a = np.zeros((lattice.m + 1, nl), np.float32)
+    verts = _blur(bufs[0], a, np.zeros_like(a), lattice.neighbours, reverse)
+    out = np.empty((n, nl), np.float32)
+    _slice(verts, lattice.offset, np.ascontiguousarray(w_out, np.float32), out)
+    return out[:, :num_values]
+
+
+_NUMBA_LOCK = threading.RLock()
+
+
+@contextmanager
+def numba_threads(threads: int | None = None):
+    """Run numba kernels with ``threads`` threads (None: numba's default) and one caller at a time.
+
+    The lock makes concurrent callers from Python threads safe under numba's workqueue threading
+    layer (not thread-safe); processes (multiprocessing workers) are independent.
+    """
+    import numba
+
+    with _NUMBA_LOCK:
+        if threads is None:
+            yield
+            return
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        old = numba.get_num_threads()
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(old)

@@ -1,0 +1,218 @@
+"""Mean-field inference for the fully connected CRF (Krähenbühl & Koltun 2011).
+
+Energy E(x) = sum_i U_i(x_i) + sum_k sum_{i,j} C_k(x_i, x_j) k_k(f_i, f_j) with Gaussian kernels k_k.
+Mean field: Q0 = softmax(-U); Q <- softmax(-U - sum_k (K_k Q) C_k^T), all arrays (N, L) float32.
+
+Label compatibilities follow pydensecrf's conventions (as energy matrices C, (L, L)):
+a number w is Potts ``C = -w I`` (same label rewarded; equivalent to w [l != l'] up to a per-pixel
+constant), a vector c is ``diag(c)``, a matrix W is ``(W + W^T) / 2``.  The kernel sum includes j = i.
+
+Normalisations (per-pixel factors n_i = 1 / (K 1)_i, as in pydensecrf's DenseKernel):
+NO_NORMALIZATION (K), NORMALIZE_BEFORE (K diag(n)), NORMALIZE_AFTER (diag(n) K; DeepLab v1's),
+NORMALIZE_SYMMETRIC (diag(sqrt n) K diag(sqrt n); pydensecrf's default).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deeplab.crf.exact import gaussian_matrix
+from deeplab.crf.lattice import (PAD_ENERGY, _blur, _meanfield_pass, _reduce_chunks, build_lattice, lattice_filter,
+                                 padded, softmax_rows, splat_buffers)
+
+NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
+
+
+def normalization_weights(raw_norm, normalization: str):
+    """Per-pixel (in, out) factors around the raw filter for a normalisation; None = no factor.
+
+    raw_norm: (N,) = K 1, a NumPy array or a torch tensor (the factors are of the same kind).
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if normalization == "NO_NORMALIZATION":
+        return None, None
+    n = 1.0 / (raw_norm + 1e-20)
+    if normalization == "NORMALIZE_BEFORE":
+        return n, None
+    if normalization == "NORMALIZE_AFTER":
+        return None, n
+    s = n ** 0.5
+    return s, s
+
+
+class LatticeKernel:
+    """Normalised Gaussian kernel on features (N, D) (already divided by the std), permutohedral lattice."""
+
+    def __init__(self, features: np.ndarray, normalization: str = "NORMALIZE_SYMMETRIC"):
+        self.lattice = build_lattice(features)
+        self.normalization = normalization
+        raw = lattice_filter(self.lattice, np.ones((self.lattice.n, 1), np.float32))[:, 0]
+        self.in_weight, self.out_weight = normalization_weights(raw, normalization)
+        bary = self.lattice.bary
+        splat = bary if self.in_weight is None else bary * self.in_weight[:, None]
+        slice_ = bary * np.float32(self.lattice.alpha)
+        if self.out_weight is not None:
+            slice_ = slice_ * self.out_weight[:, None]
+        self.splat_w = np.ascontiguousarray(splat, np.float32)   # (N, D+1) splat weights incl. normalisation
+        self.slice_w = np.ascontiguousarray(slice_, np.float32)  # (N, D+1) slice weights incl. alpha, norm.
+
+    @property
+    def n(self) -> int:
+        return self.lattice.n
+
+    def apply(self, q: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """K q (or K^T q): q (N, L) -> (N, L) float32."""
+        if transpose:
+            return lattice_filter(self.lattice, q, self.out_weight, self.in_weight, reverse=True)
+        return lattice_filter(self.lattice, q, self.in_weight, self.out_weight)
+
+
+class ExactKernel:
+    """The same normalised kernel as a dense (N, N) matrix of exact Gaussian weights (test reference for
+    small N: memory 8 N^2 bytes)."""
+
+    def __init__(self, features: np.ndarray, normalization: str = "NORMALIZE_SYMMETRIC"):
+        k = gaussian_matrix(features)
+        self.normalization = normalization
+        in_w, out_w = normalization_weights(k.sum(1), normalization)
+        if in_w is not None:
+            k *= in_w[None, :]
+        if out_w is not None:
+            k *= out_w[:, None]
+        self.matrix = k
+
+    @property
+    def n(self) -> int:
+        return len(self.matrix)
+
+    def apply(self, q: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """K q (or K^T q): q (N, L) -> (N, L) float32."""
+        k = self.matrix.T if transpose else self.matrix
+        return (k @ np.asarray(q, dtype=np.float64)).astype(np.float32)
+
+
+def compat_matrix(compat, num_labels: int) -> np.ndarray:
+    """pydensecrf-style compatibility -> energy matrix (L, L) float32 (see module docstring)."""
+    c = np.asarray(compat, dtype=np.float32)
+    if c.ndim == 0:
+        return (-float(c) * np.eye(num_labels)).astype(np.float32)
+    if c.ndim == 1:
+        if c.shape[0] != num_labels:
+            raise ValueError(f"compat vector must have {num_labels} entries, got {c.shape[0]}")
+        return np.diag(c).astype(np.float32)
+    if c.ndim == 2:
+        if c.shape != (num_labels, num_labels):
+            raise ValueError(f"compat matrix must be ({num_labels}, {num_labels}), got {c.shape}")
+        return (0.5 * (c + c.T)).astype(np.float32)
+    raise ValueError(f"compat must be a number, an (L,) vector or an (L, L) matrix, got shape {c.shape}")
+
+
+def _is_diagonal(c: np.ndarray) -> bool:
+    return not np.any(c - np.diag(np.diag(c)))
+
+
+class MeanField:
+    """Unary (N, L) + pairwise terms (kernel, compat) -> mean-field iterations.
+
+    Work arrays are (N, Lp) float32 with the label axis padded to Lp = padded(L) (SIMD width); padding
+    columns have energy PAD_ENERGY, so probability exactly 0. :meth:`inference` returns the (N, L) part.
+    """
+
+    def __init__(self, unary: np.ndarray):
+        unary = np.asarray(unary, dtype=np.float32)
+        self.num_labels = unary.shape[1]
+        lp = padded(self.num_labels)
+        self.unary = unary
+        self.neg_unary = np.full((unary.shape[0], lp), PAD_ENERGY, np.float32)
+        self.neg_unary[:, :self.num_labels] = -unary
+        self.terms: list[tuple[LatticeKernel | ExactKernel, np.ndarray]] = []
+
+    def add(self, kernel: LatticeKernel | ExactKernel, compat) -> None:
+        if kernel.n != self.unary.shape[0]:
+            raise ValueError(f"kernel has {kernel.n} points but the unary has {self.unary.shape[0]}")
+        c = np.zeros((self.neg_unary.shape[1],) * 2, np.float32)
+        c[:self.num_labels, :self.num_labels] = compat_matrix(compat, self.num_labels)
+        self.terms.append((kernel, c))
+
+    def pad(self, q: np.ndarray) -> np.ndarray:
+        """(N, L) -> zero-padded (N, Lp) float32 work array (a copy)."""
+        out = np.zeros_like(self.neg_unary)
+        out[:, :self.num_labels] = q
+        return out
+
+    def initial(self) -> np.ndarray:
+        """Q0 = softmax(-U), (N, Lp)."""
+        q = np.empty_like(self.neg_unary)
+        softmax_rows(self.neg_unary, q)
+        return q
+
+    def pairwise_energy(self, q: np.ndarray) -> np.ndarray:
+        """sum_k (K_k q) C_k^T for q (N, Lp): (N, Lp) float32."""
+        out = np.zeros_like(self.neg_unary)
+        for kernel, c in self.terms:
+            out += kernel.apply(q) @ c.T
+        return out
+
+    def step(self, q: np.ndarray) -> np.ndarray:
+        """One mean-field update of q (N, Lp) in place (unfused: one filter call per kernel)."""
+        energy = self.neg_unary - self.pairwise_energy(q)
+        softmax_rows(energy, q)
+        return q
+
+    def fusable(self) -> bool:
+        """True if the fused lattice pass applies: >= 1 term, all lattice kernels, diagonal compatibilities."""
+        return bool(self.terms) and all(isinstance(k, LatticeKernel) and _is_diagonal(c) for k, c in self.terms)
+
+    def inference(self, iterations: int, fused: bool = True) -> np.ndarray:
+        """Q after ``iterations`` updates from Q0 = softmax(-U): (N, L) float32."""
+        if fused and self.fusable():
+            q = self._inference_fused(iterations)
+        else:
+            q = self.initial()
+            for _ in range(iterations):
+                q = self.step(q)
+        return np.ascontiguousarray(q[:, :self.num_labels])
+
+    def _inference_fused(self, iterations: int) -> np.ndarray:
+        import numba
+
+        n, lp = self.neg_unary.shape
+        chunks = numba.get_num_threads()
+        kernels = [k for k, _ in self.terms]
+        offsets = tuple(k.lattice.offset for k in kernels)
+        splat_ws = tuple(k.splat_w for k in kernels)
+        # energy -= C_k (K_k Q) with diagonal C_k = diag(c): fold -c into the slice weights when it is a
+        # single number (Potts), else scale the blurred vertex values per label
+        slice_ws, label_scales = [], []
+        for k, c in self.terms:
+            scale = -np.diag(c)[:self.num_labels]
+            uniform = np.all(scale == scale[0])
+            slice_ws.append(k.slice_w * scale[0] if uniform else k.slice_w)
+            label_scales.append(None if uniform else -np.diag(c))
+        slice_ws = tuple(np.ascontiguousarray(w, np.float32) for w in slice_ws)
+        bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
+        ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
+        pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
+        q = np.empty((n, lp), np.float32)
+        # Q0 = softmax(-U), splatted for the first update
+        _meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
+                        iterations == 0)
+        for it in range(iterations):
+            verts = []
+            for k, b, a, c, scale in zip(kernels, bufs, ping, pong, label_scales):
+                _reduce_chunks(b)
+                v = _blur(b[0], a, c, k.lattice.neighbours, False)
+                if scale is not None:
+                    v *= scale
+                verts.append(v)
+            last = it == iterations - 1
+            _meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_ws, splat_ws, bufs, q, True, not last, last)
+        return q
+
+    def kl_divergence(self, q: np.ndarray) -> float:
+        """Mean-field free energy KL(Q || P) up to log Z: sum Q log Q + sum U Q + sum Q (pairwise). q: (N, L)."""
+        q64 = np.asarray(q, dtype=np.float64)
+        kl = float((q64 * np.log(np.maximum(q64, 1e-20))).sum() + (self.unary * q64).sum())
+        pairwise = self.pairwise_energy(self.pad(q))[:, :self.num_labels]
+        return kl + float((q64 * pairwise).sum())

@@ -1,0 +1,1 @@
+"""Training, evaluation and CRF parameter search loops over data sets."""

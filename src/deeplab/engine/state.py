@@ -1,0 +1,50 @@
+"""Training checkpoints: everything needed to continue a run on the same trajectory, written atomically.
+
+A checkpoint holds the model and optimizer (momentum buffers) state, the number of completed iterations,
+the data position (the same on every rank: all ranks consume equal shares) and the config.
+Random state needs no saving: dropout is seeded from
+(seed, rank, iteration) and augmentation from (seed, epoch, index) (see deeplab.engine.sampler), so both
+are restored by construction.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from deeplab.engine.sampler import Position
+from deeplab.errors import InputError
+from deeplab.io import atomic_torch_save
+
+FORMAT = "deeplab-train-state"
+VERSION = 1
+
+
+def save_state(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict, iteration: int,
+               position: Position, config: dict) -> Path:
+    """Write a checkpoint atomically (a kill mid-write leaves the previous one intact)."""
+    return atomic_torch_save({
+        "format": FORMAT, "version": VERSION, "iteration": iteration,
+        "position": asdict(position), "config": config,
+        "model": model_state, "optimizer": optimizer_state,
+    }, path)
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by save_state; ``position`` comes back as a Position."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no training checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read training checkpoint ({e})") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"{path}: not a deeplab training checkpoint")
+    if state.get("version") != VERSION:
+        raise InputError(f"{path}: checkpoint version {state.get('version')} is not supported (want {VERSION})")
+    state["position"] = Position(**state["position"])
+    return state

@@ -1,0 +1,167 @@
+"""deeplab.crf.dense_crf on real VOC images: agreement with pydensecrf, quality, input checking, processes."""
+
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from deeplab.crf import CRFParams, dense_crf, dense_crf_unary, unary_from_labels, unary_from_logits, unary_from_probs
+from deeplab.errors import InputError
+from deeplab.metrics import confusion_matrix, scores, trimap_band
+
+VOC = "voc_mini/VOC2012"
+
+
+def voc_pair(shared_data, index: int):
+    root = shared_data / VOC
+    ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()
+    img = np.array(Image.open(root / "JPEGImages" / f"{ids[index]}.jpg").convert("RGB"))
+    gt = np.array(Image.open(root / "SegmentationClass" / f"{ids[index]}.png"))
+    return img, gt
+
+
+def coarse_probs(gt: np.ndarray, num_labels: int = 21, seed: int = 0) -> np.ndarray:
+    """Stride-8-DCNN-like scores: one-hot ground truth at 1/8 resolution, blurred, label noise, upsampled."""
+    rng = np.random.default_rng(seed)
+    h, w = gt.shape
+    small = np.where(gt == 255, 0, gt)[4::8, 4::8]
+    noisy = np.where(rng.random(small.shape) < 0.1, rng.integers(0, num_labels, small.shape), small)
+    logits = 4.0 * np.eye(num_labels, dtype=np.float32)[noisy].transpose(2, 0, 1)
+    logits = ndimage.gaussian_filter(logits, (0, 1, 1))
+    up = np.stack([ndimage.zoom(c, (h / c.shape[0], w / c.shape[1]), order=1)[:h, :w] for c in logits])
+    p = np.exp(up - up.max(0))
+    return (p / p.sum(0)).astype(np.float32)
+
+
+def test_dense_crf_agrees_with_pydensecrf(shared_data):
+    dcrf = pytest.importorskip("pydensecrf.densecrf")
+    img, gt = voc_pair(shared_data, 0)
+    h, w = gt.shape
+    probs = coarse_probs(gt)
+    for norm in ("NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"):
+        ours = dense_crf(img, probs, CRFParams(normalization=norm))
+        d = dcrf.DenseCRF2D(w, h, 21)
+        d.setUnaryEnergy(np.ascontiguousarray(unary_from_probs(probs).reshape(21, -1)))
+        d.addPairwiseBilateral(sxy=121, srgb=5, rgbim=img, compat=4, normalization=getattr(dcrf, norm))
+        d.addPairwiseGaussian(sxy=3, compat=3, normalization=getattr(dcrf, norm))
+        ref = np.array(d.inference(10)).reshape(21, h, w)
+        assert (ours.argmax(0) == ref.argmax(0)).mean() >= 0.995
+        assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_dense_crf_improves_coarse_scores_at_boundaries(shared_data):
+    """DeepLab's claim on real data: the CRF raises accuracy, most of all near object boundaries."""
+    conf = {k: np.zeros((21, 21), np.int64) for k in ("before", "after", "band_before", "band_after")}
+    for index in range(3):
+        img, gt = voc_pair(shared_data, index)
+        probs = coarse_probs(gt, seed=index)
+        refined = dense_crf(img, probs)
+        assert refined.shape == probs.shape and refined.dtype == np.float32
+        assert np.allclose(refined.sum(0), 1, atol=1e-4)
+        band = trimap_band(gt, 5)
+        for name, pred in (("before", probs.argmax(0)), ("after", refined.argmax(0))):
+            conf[name] += confusion_matrix(pred, gt, 21)
+            conf["band_" + name] += confusion_matrix(pred, gt, 21, mask=band)
+    s = {k: scores(v) for k, v in conf.items()}
+    assert s["after"]["miou"] > s["before"]["miou"]
+    assert s["band_after"]["pixel_acc"] > s["band_before"]["pixel_acc"] + 0.02
+
+
+def test_params_defaults_round_trip_and_overrides():
+    p = CRFParams()
+    assert (p.bi_w, p.bi_xy_std, p.bi_rgb_std, p.pos_w, p.pos_xy_std, p.iterations) == (4, 121, 5, 3, 3, 10)
+    assert p.normalization == "NORMALIZE_AFTER"
+    assert CRFParams.from_dict(p.to_dict()) == p
+    with pytest.raises(InputError, match="unknown"):
+        CRFParams.from_dict({**p.to_dict(), "bogus": 1})
+    for bad in ({"bi_xy_std": 0}, {"iterations": -1}, {"iterations": 2.5}, {"pos_w": float("nan")},
+                {"normalization": "SOMETIMES"}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            CRFParams(**bad)
+
+
+def test_zero_iterations_and_zero_weights_return_the_input():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    p = rng.random((4, 20, 30)).astype(np.float32) + 0.1
+    p /= p.sum(0)
+    assert np.allclose(dense_crf(img, p, iterations=0), p, atol=1e-5)
+    assert np.allclose(dense_crf(img, p, bi_w=0, pos_w=0), p, atol=1e-5)
+    assert not np.allclose(dense_crf(img, p), p, atol=1e-2)
+
+
+def test_bad_inputs_raise_input_error_naming_the_argument():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    p = np.full((3, 12, 16), 1 / 3, np.float32)
+    cases = [
+        (img[..., 0], p, "greyscale"),
+        (np.concatenate([img, img[..., :1]], 2), p, "RGBA"),
+        (img.astype(np.float32), p, "uint8"),
+        (img.transpose(2, 0, 1), p, "channels-first"),
+        (img, p.transpose(0, 2, 1), "swapped"),
+        (img, p.transpose(1, 2, 0), "channels-last"),
+        (img, p[:, :6], "probs"),
+        (img, p[:0], "zero labels"),
+        (img, np.where(np.arange(16) == 3, np.nan, p).astype(np.float32), "NaN"),
+        (img, np.where(np.arange(16) == 3, np.inf, p).astype(np.float32), "non-finite"),
+        (img, p * 2, "sum to 1"),
+        (img, p - 0.5, "negative"),
+        (img, p.astype(np.int64), "floating"),
+        (img.tolist(), p, "numpy array"),
+    ]
+    for image, probs, words in cases:
+        with pytest.raises(InputError, match=words):
+            dense_crf(image, probs)
+    with pytest.raises(InputError, match="unary"):
+        dense_crf_unary(img, np.full((3, 12, 16), np.nan, np.float32))
+    with pytest.raises(InputError, match="unknown CRF parameter"):
+        dense_crf(img, p, bi_weight=3)
+
+
+def test_non_contiguous_inputs_are_accepted():
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    probs = rng.random((60, 40, 5)).astype(np.float64) + 0.1
+    probs /= probs.sum(2, keepdims=True)
+    img_view, p_view = big[::2, ::2], probs.transpose(2, 1, 0)[:, ::2, ::2]   # strided, float64
+    assert not img_view.flags.c_contiguous and not p_view.flags.c_contiguous
+    out = dense_crf(img_view, p_view)
+    ref = dense_crf(np.ascontiguousarray(img_view), np.ascontiguousarray(p_view, dtype=np.float32))
+    assert np.array_equal(out, ref)
+
+
+def test_unary_helpers():
+    probs = np.array([[0.7, 0.2], [0.3, 0.8]], np.float32)[:, None, :]   # (L=2, H=1, W=2)
+    assert np.allclose(unary_from_probs(probs), -np.log(probs))
+    assert np.allclose(unary_from_probs(np.zeros((2, 1, 1)), clip=1e-5), -np.log(1e-5))
+    logits = np.log(probs) + 5.0   # a per-pixel constant does not matter
+    assert np.allclose(unary_from_logits(logits), -np.log(probs), atol=1e-5)
+    u = unary_from_labels(np.array([[0, 2, 255]]), 3, gt_prob=0.6, unknown=255)
+    assert u.shape == (3, 1, 3)
+    assert np.allclose(np.exp(-u[:, 0, 0]), [0.6, 0.2, 0.2]) and np.allclose(np.exp(-u[:, 0, 1]), [0.2, 0.2, 0.6])
+    assert np.allclose(np.exp(-u[:, 0, 2]), 1 / 3)
+    with pytest.raises(ValueError, match="gt_prob"):
+        unary_from_labels(np.zeros((2, 2), int), 3, gt_prob=1.0)
+    with pytest.raises(ValueError, match="labels must lie"):
+        unary_from_labels(np.array([[5]]), 3)
+
+
+def _worker(args):
+    img, probs = args
+    return dense_crf(img, probs, threads=1)
+
+
+def test_dense_crf_is_safe_in_worker_processes_and_threads(shared_data):
+    """Same answer in-process, with 1 or 2 threads, and in forked / spawned worker processes."""
+    img, gt = voc_pair(shared_data, 1)
+    img, gt = np.ascontiguousarray(img[:120, :160]), gt[:120, :160]
+    probs = coarse_probs(gt)
+    ref = dense_crf(img, probs, threads=1)
+    assert np.allclose(dense_crf(img, probs, threads=2), ref, atol=1e-5)
+    for method in ("fork", "spawn"):
+        with mp.get_context(method).Pool(2) as pool:
+            for out in pool.map(_worker, [(img, probs)] * 2):
+                assert np.allclose(out, ref, atol=1e-6)

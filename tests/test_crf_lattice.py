@@ -1,0 +1,112 @@
+"""The permutohedral lattice and mean field against the exact O(N^2) reference, on real image crops."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from deeplab.crf.api import bilateral_features, gaussian_features
+from deeplab.crf.exact import exact_filter
+from deeplab.crf.lattice import build_lattice, lattice_filter
+from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
+
+VOC = "voc_mini/VOC2012"
+
+
+def voc_crop(shared_data, index: int, box=(slice(90, 150), slice(140, 220))):
+    """A real crop (H, W, 3) uint8 and its ground truth (H, W) (255 = void) from voc_mini val."""
+    root = shared_data / VOC
+    ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()
+    img = np.array(Image.open(root / "JPEGImages" / f"{ids[index]}.jpg").convert("RGB"))
+    gt = np.array(Image.open(root / "SegmentationClass" / f"{ids[index]}.png"))
+    return np.ascontiguousarray(img[box]), gt[box]
+
+
+def coarse_unary(gt: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
+    """-log of blurred, noisy one-hot ground truth: (N, L) float32, a DCNN-like coarse score map."""
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(num_labels, dtype=np.float32)[np.where(gt == 255, 0, gt)].transpose(2, 0, 1)
+    p = ndimage.gaussian_filter(onehot, (0, 3, 3)) + 0.3 * rng.random(onehot.shape, dtype=np.float32)
+    p /= p.sum(0)
+    return np.ascontiguousarray(-np.log(p).reshape(num_labels, -1).T)
+
+
+@pytest.mark.parametrize("normalization", ["NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC", "NORMALIZE_BEFORE"])
+def test_meanfield_lattice_matches_exact_reference(shared_data, normalization):
+    for index in (0, 1):
+        img, gt = voc_crop(shared_data, index)
+        h, w = gt.shape
+        unary = coarse_unary(gt, 21, seed=index)
+        out = []
+        for kernel in (LatticeKernel, ExactKernel):
+            mf = MeanField(unary)
+            mf.add(kernel(bilateral_features(img, 121, 5), normalization), 4)
+            mf.add(kernel(gaussian_features(h, w, 3), normalization), 3)
+            out.append(mf.inference(10))
+        fast, exact = out
+        assert np.allclose(fast.sum(1), 1, atol=1e-4)
+        assert np.abs(fast - exact).mean() < 2e-3
+        assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.99
+        # the CRF does real work here: it changes some of the coarse labels
+        assert (exact.argmax(1) != unary.argmin(1)).mean() > 0.01
+
+
+@pytest.mark.parametrize("dim, max_rel_err", [(1, 0.1), (3, 0.2), (5, 0.5), (7, 1.0)])
+def test_lattice_filter_any_dimension_approximates_gaussian(dim, max_rel_err):
+    """Arbitrary feature dimensions: normalised lattice filtering ~ normalised exact Gaussian filtering
+    (the lattice's approximation coarsens with the dimension; error relative to the signal's spread)."""
+    rng = np.random.default_rng(dim)
+    centres = rng.normal(size=(6, dim)) * 3
+    feat = (centres[rng.integers(0, 6, 1500)] + rng.normal(size=(1500, dim))).astype(np.float32)
+    values = rng.random((1500, 3)).astype(np.float32)
+    lat = build_lattice(feat)
+    ones = np.ones((1500, 1), np.float32)
+    fast = lattice_filter(lat, values) / lattice_filter(lat, ones)
+    exact = exact_filter(feat, values) / exact_filter(feat, ones)
+    assert np.corrcoef(fast.ravel(), exact.ravel())[0, 1] > 0.9
+    assert np.abs(fast - exact).mean() < max_rel_err * np.abs(exact - exact.mean()).mean()
+
+
+def test_lattice_transpose_is_exact_adjoint():
+    rng = np.random.default_rng(1)
+    feat = rng.normal(size=(800, 5)).astype(np.float32) * 2
+    lat = build_lattice(feat)
+    v, u = rng.random((800, 4)).astype(np.float32), rng.random((800, 4)).astype(np.float32)
+    w_in, w_out = rng.random(800).astype(np.float32) + 0.5, rng.random(800).astype(np.float32) + 0.5
+    forward = (u * lattice_filter(lat, v, w_in, w_out)).sum(dtype=np.float64)
+    adjoint = (v * lattice_filter(lat, u, w_out, w_in, reverse=True)).sum(dtype=np.float64)
+    assert forward == pytest.approx(adjoint, rel=1e-5)
+
+
+def test_lattice_barycentric_weights_and_vertices():
+    rng = np.random.default_rng(2)
+    feat = rng.normal(size=(500, 4)).astype(np.float32)
+    lat = build_lattice(feat)
+    assert lat.bary.shape == (500, 5) and lat.offset.shape == (500, 5)
+    assert np.allclose(lat.bary.sum(1), 1, atol=1e-5) and (lat.bary >= -1e-6).all()
+    assert (lat.offset >= 0).all() and (lat.offset < lat.m).all()
+    # the d+1 corners of a simplex are distinct lattice points
+    assert all(len(set(row)) == 5 for row in lat.offset.tolist())
+    # identical features land on identical vertices with identical weights
+    twin = build_lattice(np.concatenate([feat, feat]))
+    assert np.array_equal(twin.offset[:500], twin.offset[500:]) and np.array_equal(twin.bary[:500], twin.bary[500:])
+
+
+def test_fused_inference_equals_unfused_steps(shared_data):
+    img, gt = voc_crop(shared_data, 2)
+    unary = coarse_unary(gt, 21)
+    mf = MeanField(unary)
+    mf.add(LatticeKernel(bilateral_features(img, 60, 8), "NORMALIZE_SYMMETRIC"), 5)
+    mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), np.linspace(1, 3, 21))
+    assert np.allclose(mf.inference(5, fused=True), mf.inference(5, fused=False), atol=1e-5)
+
+
+def test_meanfield_decreases_kl_divergence(shared_data):
+    """Mean field with a Potts model is a coordinate descent on KL(Q || P): the objective goes down."""
+    img, gt = voc_crop(shared_data, 3)
+    unary = coarse_unary(gt, 21)
+    mf = MeanField(unary)
+    mf.add(LatticeKernel(bilateral_features(img, 121, 5), "NORMALIZE_SYMMETRIC"), 4)
+    mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), 3)
+    kl = [mf.kl_divergence(mf.inference(n)) for n in (0, 1, 3, 10)]
+    assert kl[0] > kl[1] > kl[2] >= kl[3] - 1e-3 * abs(kl[3])
