@@ -15,12 +15,15 @@ def camvid4(shared_data, tmp_path_factory):
 def test_train_cli_end_to_end(camvid4, tmp_path, capsys):
     cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid4))
     out = tmp_path / "run"
-    assert main(["train", str(cfg), "train.iterations=3", "train.schedule=poly", "--out", str(out)]) == 0
+    assert main(["train", str(cfg), "train.iterations=3", "--out", str(out), "--set", "train.schedule=poly",
+                 "train.class_weighting=median_frequency"]) == 0
     captured = capsys.readouterr()
     assert "model written to" in captured.out and "img_s=" in captured.err  # tqdm bar with speed
     loaded = load_model(out / "model.pt")
     assert loaded.arch == "deeplab-largefov" and len(loaded.classes) == 11 and loaded.palette.shape == (11, 3)
     assert loaded.meta["extra"]["config"]["train"]["schedule"] == "poly"
+    weights = loaded.meta["extra"]["class_weights"]
+    assert len(weights) == 11 and min(weights) >= 0 and max(weights) > 1  # rare classes up-weighted
     log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [1, 2, 3]
     assert all(r["loss"] > 0 and r["img_per_s"] > 0 for r in log)

@@ -1,13 +1,14 @@
 """deeplab.crf.dense_crf on real VOC images: agreement with pydensecrf, quality, input checking, processes."""
 
 import multiprocessing as mp
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 from deeplab.crf import CRFParams, dense_crf, dense_crf_unary, unary_from_labels, unary_from_logits, unary_from_probs
+from deeplab.crf.synthetic import coarse_probs
 from deeplab.errors import InputError
 from deeplab.metrics import confusion_matrix, scores, trimap_band
 
@@ -22,24 +23,11 @@ def voc_pair(shared_data, index: int):
     return img, gt
 
 
-def coarse_probs(gt: np.ndarray, num_labels: int = 21, seed: int = 0) -> np.ndarray:
-    """Stride-8-DCNN-like scores: one-hot ground truth at 1/8 resolution, blurred, label noise, upsampled."""
-    rng = np.random.default_rng(seed)
-    h, w = gt.shape
-    small = np.where(gt == 255, 0, gt)[4::8, 4::8]
-    noisy = np.where(rng.random(small.shape) < 0.1, rng.integers(0, num_labels, small.shape), small)
-    logits = 4.0 * np.eye(num_labels, dtype=np.float32)[noisy].transpose(2, 0, 1)
-    logits = ndimage.gaussian_filter(logits, (0, 1, 1))
-    up = np.stack([ndimage.zoom(c, (h / c.shape[0], w / c.shape[1]), order=1)[:h, :w] for c in logits])
-    p = np.exp(up - up.max(0))
-    return (p / p.sum(0)).astype(np.float32)
-
-
 def test_dense_crf_agrees_with_pydensecrf(shared_data):
     dcrf = pytest.importorskip("pydensecrf.densecrf")
     img, gt = voc_pair(shared_data, 0)
     h, w = gt.shape
-    probs = coarse_probs(gt)
+    probs = coarse_probs(gt, 21)
     for norm in ("NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"):
         ours = dense_crf(img, probs, CRFParams(normalization=norm))
         d = dcrf.DenseCRF2D(w, h, 21)
@@ -52,11 +40,12 @@ def test_dense_crf_agrees_with_pydensecrf(shared_data):
 
 
 def test_dense_crf_improves_coarse_scores_at_boundaries(shared_data):
-    """DeepLab's claim on real data: the CRF raises accuracy, most of all near object boundaries."""
+    """DeepLab's claim on real data (all 9 voc_mini val images, DCNN-like coarse scores): the CRF raises
+    accuracy and mIoU, most of all near object boundaries."""
     conf = {k: np.zeros((21, 21), np.int64) for k in ("before", "after", "band_before", "band_after")}
-    for index in range(3):
+    for index in range(9):
         img, gt = voc_pair(shared_data, index)
-        probs = coarse_probs(gt, seed=index)
+        probs = coarse_probs(gt, 21, seed=index)
         refined = dense_crf(img, probs)
         assert refined.shape == probs.shape and refined.dtype == np.float32
         assert np.allclose(refined.sum(0), 1, atol=1e-4)
@@ -65,7 +54,8 @@ def test_dense_crf_improves_coarse_scores_at_boundaries(shared_data):
             conf[name] += confusion_matrix(pred, gt, 21)
             conf["band_" + name] += confusion_matrix(pred, gt, 21, mask=band)
     s = {k: scores(v) for k, v in conf.items()}
-    assert s["after"]["miou"] > s["before"]["miou"]
+    assert s["after"]["miou"] > s["before"]["miou"] + 0.02
+    assert s["after"]["pixel_acc"] > s["before"]["pixel_acc"]
     assert s["band_after"]["pixel_acc"] > s["band_before"]["pixel_acc"] + 0.02
 
 
@@ -158,10 +148,13 @@ def test_dense_crf_is_safe_in_worker_processes_and_threads(shared_data):
     """Same answer in-process, with 1 or 2 threads, and in forked / spawned worker processes."""
     img, gt = voc_pair(shared_data, 1)
     img, gt = np.ascontiguousarray(img[:120, :160]), gt[:120, :160]
-    probs = coarse_probs(gt)
+    probs = coarse_probs(gt, 21)
     ref = dense_crf(img, probs, threads=1)
     assert np.allclose(dense_crf(img, probs, threads=2), ref, atol=1e-5)
     for method in ("fork", "spawn"):
         with mp.get_context(method).Pool(2) as pool:
             for out in pool.map(_worker, [(img, probs)] * 2):
                 assert np.allclose(out, ref, atol=1e-6)
+    with ThreadPoolExecutor(3) as pool:   # concurrent callers in one process
+        for out in pool.map(lambda t: dense_crf(img, probs, threads=t), [1, 2, None]):
+            assert np.allclose(out, ref, atol=1e-5)

@@ -35,6 +35,8 @@ def test_camvid_real_files(shared_data):
     root = shared_data / "camvid"
     sizes = {s: len(build_dataset("camvid", root, s)) for s in ("train", "val", "test")}
     assert sizes == {"train": 367, "val": 101, "test": 233}
+    both = build_dataset("camvid", root, "train+val")
+    assert len(both) == 468 and both.names[367] == build_dataset("camvid", root, "val").names[0]
     ds = build_dataset("camvid", root, "train")
     assert ds.names[0] == "0001TP_006690"
     assert ds.classes == CAMVID_CLASSES and len(ds.classes) == 11

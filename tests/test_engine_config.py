@@ -49,6 +49,8 @@ def test_dump_roundtrip(tmp_path):
     ({"train": {"lrr": 0.1}}, "train.lrr"),
     ({"trian": {}}, "trian"),
     ({"train": {"lr": "fast"}}, "train.lr"),
+    ({"train": {"lr": ".inf"}}, "train.lr"),
+    ({"train": {"lr": float("nan")}}, "train.lr"),
     ({"train": {"iterations": 1.5}}, "train.iterations"),
     ({"data": {"flip": "yes"}}, "data.flip"),
     ({"train": {"lr": -1}}, "train.lr"),
@@ -57,6 +59,7 @@ def test_dump_roundtrip(tmp_path):
     ({"data": {"crop_size": 320}}, "data.crop_size"),
     ({"train": {"val_every": 100}}, "train.val_every"),
     ({"train": {"device": "tpu"}}, "train.device"),
+    ({"train": {"class_weighting": "inverse"}}, "train.class_weighting"),
 ])
 def test_validation_names_the_bad_key(d, key):
     with pytest.raises(InputError, match=key.replace(".", r"\.")):

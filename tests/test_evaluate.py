@@ -130,6 +130,8 @@ def test_band_confusions_cumulative():
     dist = np.array([[0, 1, 2, 3, 4, 50]])
     b = band_confusions(pred, gt, dist, 2, 4)
     assert b[:, 0].tolist() == [[1, 1], [2, 1], [2, 2], [3, 2]]  # widths 1..4; distance 50 never counted
+    with pytest.raises(ValueError, match="predicted labels"):
+        band_confusions(pred + 1, gt, dist, 2, 4)
 
 
 def test_json_table_and_trimap_plot(tmp_path):

@@ -55,7 +55,7 @@ def test_crf_search_cli_writes_best_into_checkpoint(camvid_model, shared_data, t
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(camvid_model.read_bytes())
     grid = json.dumps({"bi_w": [4], "bi_xy_std": [30, 121], "bi_rgb_std": [5]})
-    args = ["crf-search", "--checkpoint", str(ckpt), "--dataset", "camvid", "--data", str(shared_data / "camvid"),
+    args = ["crf-search", "--model", str(ckpt), "--dataset", "camvid", "--data", str(shared_data / "camvid"),
             "--split", "val", "--images", "2", "--grid", grid, "--no-refine", "--iterations", "3", "--write",
             "--no-progress"]
     assert main(args) == 0

@@ -24,7 +24,7 @@ class Preprocess:
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """image: (H, W, 3) uint8 RGB -> (3, H, W) float32 network input."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)  # copy: any strides, writable
         if self.bgr:
             x = x.flip(0)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)

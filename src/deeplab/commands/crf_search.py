@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from deeplab.commands.evaluate import add_data_arguments
+from deeplab.commands.evaluate import add_data_arguments, json_object_arg
 
 HELP = "search the dense CRF's parameters (w1, sigma_alpha, sigma_beta) coarse-to-fine on held-out images"
 
@@ -22,29 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=None, help="mean-field iterations (default 10)")
     p.add_argument("--cache-dir", default=None, help="where to cache the float16 probabilities (default: temp dir)")
     p.add_argument("-o", "--out", default=None, metavar="LOG.json",
-                   help="search log (default: crf_search.json beside the checkpoint)")
-    p.add_argument("--write", action="store_true", help="store the best parameters in the checkpoint's CRF config")
+                   help="search log (default: crf_search.json beside the model file)")
+    p.add_argument("--write", action="store_true", help="store the best parameters in the model file's CRF config")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _grid(text: str | None) -> dict | None:
-    from pathlib import Path
-
-    from deeplab.errors import InputError
-
-    if text is None:
-        return None
-    if not text.lstrip().startswith("{"):
-        if not Path(text).is_file():
-            raise InputError(f"--grid: neither a JSON object nor a file: {text}")
-        text = Path(text).read_text()
-    try:
-        grid = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"--grid: invalid JSON ({e})") from e
-    if not isinstance(grid, dict):
-        raise InputError("--grid: expected a JSON object of lists")
-    return grid
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,14 +37,16 @@ def run(args: argparse.Namespace) -> int:
     from deeplab.engine.evaluate import model_probs_fn
     from deeplab.io import atomic_write
 
-    grid = _grid(args.grid)
-    loaded, dataset = open_model_and_data(args)
+    grid = json_object_arg(args.grid, "--grid") if args.grid else None
+    path, loaded, dataset = open_model_and_data(args)
     bars: dict = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         if args.no_progress:
             return
-        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, unit="img"))
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="img")
+        bar = bars[stage]
         bar.update(done - bar.n)
         if done == total:
             bar.close()
@@ -72,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     log = crf_search(dataset, model_probs_fn(loaded), images=args.images, seed=args.seed, grid=grid,
                      refine=not args.no_refine, scale_spatial=not args.no_scale, iterations=args.iterations,
                      workers=args.workers, cache_dir=args.cache_dir, progress=progress)
-    log = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split, **log}
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("crf_search.json")
+    log = {"checkpoint": str(path), "dataset": args.dataset, "split": args.split, **log}
+    out = Path(args.out) if args.out else path.with_name("crf_search.json")
     atomic_write(out, lambda f: f.write(json.dumps(log, indent=1)), mode="w")
     print(f"{len(log['trials'])} settings on {len(log['images'])} images: DCNN mIoU {100 * log['dcnn']['miou']:.2f}, "
           f"best CRF mIoU {100 * log['best_miou']:.2f} with {json.dumps(log['best'])}")
     print(f"wrote {out}")
     if args.write:
-        write_crf_to_checkpoint(args.checkpoint, log["best"], log)
-        print(f"stored the best CRF parameters in {args.checkpoint}")
+        write_crf_to_checkpoint(path, log["best"], log)
+        print(f"stored the best CRF parameters in {path}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 HELP = "score a model on a data set: IoU, accuracies, optional CRF and boundary trimap (paper Fig. 5)"
 
@@ -12,8 +13,10 @@ CRF_FLAGS = (("bi_w", float), ("bi_xy_std", float), ("bi_rgb_std", float), ("pos
 
 
 def add_data_arguments(p: argparse.ArgumentParser, default_split: str) -> None:
-    """--checkpoint, --dataset, --data, --split (shared with crf-search)."""
-    p.add_argument("--checkpoint", required=True, metavar="M.pt", help="model checkpoint (save_model format)")
+    """--checkpoint/--model, --dataset, --data, --split, --workers (shared with crf-search)."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="M.pt", help="model file (written by `deeplab train` / save_model)")
+    which.add_argument("--model", metavar="NAME", help="'default' for the shipped model, or a model file")
     p.add_argument("--dataset", required=True, help="data set format: voc, sbd, camvid or folder")
     p.add_argument("--data", required=True, metavar="ROOT", help="data set root folder")
     p.add_argument("--split", default=default_split, help=f"split to use (default {default_split})")
@@ -34,27 +37,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def json_object_arg(text: str, flag: str) -> dict:
+    """A JSON object given inline ('{...}') or as a file path; InputError naming ``flag`` otherwise."""
+    from deeplab.errors import InputError
+
+    if not text.lstrip().startswith("{"):
+        if not Path(text).is_file():
+            raise InputError(f"{flag}: neither a JSON object nor a file: {text}")
+        text = Path(text).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{flag}: invalid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise InputError(f"{flag}: expected a JSON object, e.g. {{\"bi_w\": 4}}")
+    return value
+
+
 def crf_params_from_args(args: argparse.Namespace, checkpoint_crf: dict | None):
     """CRFParams: the checkpoint's (or defaults), updated by --crf-params JSON (text or file), then by flags."""
-    from pathlib import Path
-
     from deeplab.crf import CRFParams
     from deeplab.errors import InputError
 
     values = dict(checkpoint_crf or {})
     if args.crf_params:
-        text = args.crf_params
-        if not text.lstrip().startswith("{"):
-            if not Path(text).is_file():
-                raise InputError(f"--crf-params: neither a JSON object nor a file: {text}")
-            text = Path(text).read_text()
-        try:
-            given = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"--crf-params: invalid JSON ({e})") from e
-        if not isinstance(given, dict):
-            raise InputError("--crf-params: expected a JSON object like {\"bi_w\": 4}")
-        values.update(given)
+        values.update(json_object_arg(args.crf_params, "--crf-params"))
     values.update({name: getattr(args, name) for name, _ in CRF_FLAGS if getattr(args, name) is not None})
     try:
         return CRFParams.from_dict({**CRFParams().to_dict(), **values})
@@ -63,22 +70,22 @@ def crf_params_from_args(args: argparse.Namespace, checkpoint_crf: dict | None):
 
 
 def open_model_and_data(args: argparse.Namespace):
-    """(LoadedModel, dataset) with matching class counts."""
+    """(model path, LoadedModel, dataset) with matching class counts."""
     from deeplab.data import build_dataset
     from deeplab.errors import InputError
     from deeplab.models import load_model
+    from deeplab.weights import resolve_model_path
 
-    loaded = load_model(args.checkpoint)
+    path = resolve_model_path(args.model) if args.model else Path(args.checkpoint)
+    loaded = load_model(path)
     dataset = build_dataset(args.dataset, args.data, args.split)
     if loaded.model.num_classes != dataset.num_classes:
-        raise InputError(f"{args.checkpoint}: model has {loaded.model.num_classes} classes, data set "
+        raise InputError(f"{path}: model has {loaded.model.num_classes} classes, data set "
                          f"{args.dataset} has {dataset.num_classes}")
-    return loaded, dataset
+    return path, loaded, dataset
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from deeplab.engine.evaluate import evaluate, format_table, model_probs_fn
@@ -88,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
-    loaded, dataset = open_model_and_data(args)
+    path, loaded, dataset = open_model_and_data(args)
     params = crf_params_from_args(args, loaded.crf) if args.crf else None
     total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     with tqdm(total=total, disable=args.no_progress, desc="evaluate", unit="img") as bar:
         result = evaluate(dataset, model_probs_fn(loaded), crf=args.crf, crf_params=params,
                           trimap_width=args.trimap, limit=args.limit, workers=args.workers,
                           progress=lambda done, _: bar.update(done - bar.n))
-    summary = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split, **result.to_json()}
+    summary = {"checkpoint": str(path), "dataset": args.dataset, "split": args.split, **result.to_json()}
     out = Path(args.out)
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(summary, indent=1)), mode="w")
     print(format_table(summary))

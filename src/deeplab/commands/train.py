@@ -1,4 +1,4 @@
-"""``deeplab train CONFIG.yaml [section.key=value ...] [--resume] [--out DIR]``."""
+"""``deeplab train CONFIG.yaml [section.key=value ...] [--set section.key=value ...] [--resume] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ HELP = "train a DeepLab model from a YAML config (multi-process with torchrun)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="config overrides, e.g. train.lr=0.01 data.root=../shared/data/camvid (values parsed as YAML)")
+                   help="config overrides right after CONFIG, e.g. train.lr=0.01 data.root=../shared/data/camvid "
+                        "(values parsed as YAML)")
+    p.add_argument("--set", dest="set_overrides", action="extend", nargs="+", default=[], metavar="section.key=value",
+                   help="the same overrides, usable anywhere on the line (after other options)")
     p.add_argument("--out", default=None,
                    help="output folder for checkpoint.pt, log.jsonl, curves.png, model.pt (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -24,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from deeplab.engine.config import load_config
     from deeplab.engine.trainer import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + args.set_overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     if result.stopped_by is not None:

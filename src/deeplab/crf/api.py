@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -11,6 +12,10 @@ from deeplab.crf.lattice import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
 from deeplab.crf.unary import unary_from_probs
 from deeplab.errors import InputError
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,11 @@ class CRFParams:
     def __post_init__(self) -> None:
         for name in ("bi_w", "pos_w"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not _is_number(v) or not math.isfinite(v):
                 raise InputError(f"CRFParams.{name} must be a finite number, got {v!r}")
         for name in ("bi_xy_std", "bi_rgb_std", "pos_xy_std"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            if not _is_number(v) or not math.isfinite(v) or v <= 0:
                 raise InputError(f"CRFParams.{name} must be a finite number > 0, got {v!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, (int, np.integer)) \
                 or self.iterations < 0:
@@ -138,7 +143,8 @@ def gaussian_features(h: int, w: int, xy_std) -> np.ndarray:
     return pixel_grid(h, w) / np.asarray(xy_std, np.float32)
 
 
-def _params(params: CRFParams | None, overrides: dict) -> CRFParams:
+def resolve_params(params: CRFParams | None, overrides: dict) -> CRFParams:
+    """params (None: defaults) with keyword overrides of its fields applied; InputError for unknown names."""
     if params is None:
         params = CRFParams()
     elif not isinstance(params, CRFParams):
@@ -169,7 +175,7 @@ def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | No
                     threads: int | None = None, **overrides) -> np.ndarray:
     """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
     per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
-    params = _params(params, overrides)
+    params = resolve_params(params, overrides)
     image = check_image(image)
     h, w = image.shape[:2]
     unary = check_label_maps(unary, (h, w), "unary")
@@ -190,7 +196,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = N
     e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (None = all). Unary = -log(max(p, 1e-5)).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """
-    params = _params(params, overrides)
+    params = resolve_params(params, overrides)
     image = check_image(image)
     probs = check_probs(probs, image.shape[:2])
     return dense_crf_unary(image, unary_from_probs(probs), params, threads=threads)

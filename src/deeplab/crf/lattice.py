@@ -18,7 +18,9 @@ standard deviations: the filter approximates ``sum_j exp(-|f_i - f_j|^2 / 2) v_j
 
 from __future__ import annotations
 
+import os
 import threading
+import types as types_module
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +30,14 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from deeplab.crf.simd import gather_rows, scatter_rows
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
+    # other work (measured 5x slower than one thread here); numba's own workqueue does not. Concurrent
+    # launches are serialised by numba_threads' lock; forked children use the serial kernels.
+    import numba
+
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @dataclass(frozen=True)
@@ -116,51 +126,64 @@ def _simplices(feat):
     rem0_all = np.empty((n, d1), np.int32)
     rank_all = np.empty((n, d1), np.int32)
     bary = np.empty((n, d1), np.float32)
-    for i in prange(n):
+    nchunks = 64
+    for c in prange(nchunks):
         elevated = np.empty(d1, np.float64)
         rem0 = np.empty(d1, np.int64)
-        rank = np.zeros(d1, np.int64)
-        b = np.zeros(d1 + 1, np.float64)
-        # elevate onto the hyperplane sum(x) = 0
-        sm = 0.0
-        for j in range(d, 0, -1):
-            cf = feat[i, j - 1] * scale[j - 1]
-            elevated[j] = sm - j * cf
-            sm += cf
-        elevated[0] = sm
-        # nearest remainder-0 point, then the rank of each coordinate's residual
-        total = 0
-        for j in range(d1):
-            v = elevated[j] / d1
-            up = np.ceil(v) * d1
-            down = np.floor(v) * d1
-            rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
-            total += rem0[j] // d1
-        for j in range(d):
-            dj = elevated[j] - rem0[j]
-            for k in range(j + 1, d1):
-                if dj < elevated[k] - rem0[k]:
-                    rank[j] += 1
-                else:
-                    rank[k] += 1
-        for j in range(d1):
-            rank[j] += total
-            if rank[j] < 0:
-                rank[j] += d1
-                rem0[j] += d1
-            elif rank[j] > d:
-                rank[j] -= d1
-                rem0[j] -= d1
-        for j in range(d1):
-            v = (elevated[j] - rem0[j]) / d1
-            b[d - rank[j]] += v
-            b[d - rank[j] + 1] -= v
-        b[0] += 1.0 + b[d1]
-        for j in range(d1):
-            rem0_all[i, j] = rem0[j]
-            rank_all[i, j] = rank[j]
-            bary[i, j] = b[j]
+        rank = np.empty(d1, np.int64)
+        b = np.empty(d1 + 1, np.float64)
+        lo, hi = _chunk(c, nchunks, n)
+        for i in range(lo, hi):
+            _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary)
     return rem0_all, rank_all, bary
+
+
+@njit(cache=True, inline="always")
+def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
+    """Enclosing simplex of feature row i (scratch: elevated, rem0, rank, b) -> row i of the outputs."""
+    d = feat.shape[1]
+    d1 = d + 1
+    # elevate onto the hyperplane sum(x) = 0
+    sm = 0.0
+    for j in range(d, 0, -1):
+        cf = feat[i, j - 1] * scale[j - 1]
+        elevated[j] = sm - j * cf
+        sm += cf
+    elevated[0] = sm
+    # nearest remainder-0 point, then the rank of each coordinate's residual
+    rank[:] = 0
+    b[:] = 0.0
+    total = 0
+    for j in range(d1):
+        v = elevated[j] / d1
+        up = np.ceil(v) * d1
+        down = np.floor(v) * d1
+        rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
+        total += rem0[j] // d1
+    for j in range(d):
+        dj = elevated[j] - rem0[j]
+        for k in range(j + 1, d1):
+            if dj < elevated[k] - rem0[k]:
+                rank[j] += 1
+            else:
+                rank[k] += 1
+    for j in range(d1):
+        rank[j] += total
+        if rank[j] < 0:
+            rank[j] += d1
+            rem0[j] += d1
+        elif rank[j] > d:
+            rank[j] -= d1
+            rem0[j] -= d1
+    for j in range(d1):
+        v = (elevated[j] - rem0[j]) / d1
+        b[d - rank[j]] += v
+        b[d - rank[j] + 1] -= v
+    b[0] += 1.0 + b[d1]
+    for j in range(d1):
+        rem0_all[i, j] = rem0[j]
+        rank_all[i, j] = rank[j]
+        bary[i, j] = b[j]
 
 
 @njit(cache=True)
@@ -168,7 +191,7 @@ def _vertices(rem0, rank):
     """Hash the d+1 vertices of every simplex: offset (N, D+1) int32, table, keys (>= M, D) int32, M.
 
     Vertex r of a simplex is rem0 + canonical[r, rank] (first D coordinates; the last is implied).
-    A pixel in the same simplex as the previous one reuses its vertex indices.
+    Pixels hitting a small cache of recently seen simplices reuse their vertex indices.
     """
     n, d1 = rem0.shape
     d = d1 - 1
@@ -180,17 +203,27 @@ def _vertices(rem0, rank):
     m = 0
     offset = np.empty((n, d1), np.int32)
     key = np.empty(max(d, 1), np.int32)
+    # small direct-mapped cache of recent simplices (neighbouring pixels share few simplices)
+    cache_size = 64
+    while cache_size < min(n, 16384):
+        cache_size *= 2
+    cache_key = np.full((cache_size, 2 * d1), -(2 ** 31), np.int32)
+    cache_off = np.empty((cache_size, d1), np.int32)
     for i in range(n):
-        if i > 0:
-            same = True
-            for j in range(d1):
-                if rem0[i, j] != rem0[i - 1, j] or rank[i, j] != rank[i - 1, j]:
-                    same = False
-                    break
-            if same:
-                for r in range(d1):
-                    offset[i, r] = offset[i - 1, r]
-                continue
+        h = np.int64(0)
+        for j in range(d1):
+            h = h * np.int64(1000003) + np.int64(rem0[i, j]) * np.int64(31) + np.int64(rank[i, j])
+        h ^= h >> np.int64(17)
+        h = (h * np.int64(0x2545F491)) & np.int64(cache_size - 1)
+        hit = True
+        for j in range(d1):
+            if cache_key[h, j] != rem0[i, j] or cache_key[h, d1 + j] != rank[i, j]:
+                hit = False
+                break
+        if hit:
+            for r in range(d1):
+                offset[i, r] = cache_off[h, r]
+            continue
         for r in range(d1):
             for j in range(d):
                 # canonical simplex vertex r, coordinate j: r if rank <= d - r else r - (d + 1)
@@ -210,6 +243,11 @@ def _vertices(rem0, rank):
                 else:
                     table[s] = e
             offset[i, r] = e
+        for j in range(d1):
+            cache_key[h, j] = rem0[i, j]
+            cache_key[h, d1 + j] = rank[i, j]
+        for r in range(d1):
+            cache_off[h, r] = offset[i, r]
     return offset, table, keys, m
 
 
@@ -240,9 +278,13 @@ def build_lattice(features: np.ndarray) -> Lattice:
     feat = np.ascontiguousarray(features, dtype=np.float32)
     if feat.ndim != 2 or feat.shape[1] < 1 or feat.shape[0] < 1:
         raise ValueError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
-    rem0, rank, bary = _simplices(feat)
+    span = float(np.abs(feat).max()) if np.all(np.isfinite(feat)) else float("inf")
+    if span * np.sqrt(2.0 / 3.0) * (feat.shape[1] + 1) ** 2 > 2 ** 30:
+        raise ValueError(f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
+                         f"the lattice coordinates would overflow; use larger standard deviations")
+    rem0, rank, bary = kernel("_simplices")(feat)
     offset, table, keys, m = _vertices(rem0, rank)
-    neighbours = _blur_neighbours(table, keys, m, feat.shape[1])
+    neighbours = kernel("_blur_neighbours")(table, keys, m, feat.shape[1])
     return Lattice(offset, bary, neighbours)
 
 
@@ -276,10 +318,9 @@ def _reduce_chunks(bufs):
 
 @njit(cache=True, parallel=True, fastmath=True)
 def _splat(values, offset, weight, bufs):
-    """Scatter values (N, L) onto the vertices: bufs[0] = sum_i,r weight[i, r] values[i] at offset[i, r].
-
-    bufs: (C, M+1, L), one private buffer per pixel chunk (C = threads), summed into bufs[0].
-    Pixel order makes consecutive scatters hit the same (cached) vertex rows.
+    """Scatter values (N, L) onto the vertices: bufs[c] = sum over chunk c's pixels i and corners r of
+    weight[i, r] values[i] at row offset[i, r]. bufs: (C, M+1, L), one private buffer per pixel chunk
+    (C = threads; sum them with _reduce_chunks). Pixel order makes consecutive scatters hit cached rows.
     """
     nchunks = bufs.shape[0]
     n, nl = values.shape
@@ -289,7 +330,6 @@ def _splat(values, offset, weight, bufs):
         lo, hi = _chunk(c, nchunks, n)
         for i in range(lo, hi):
             scatter_rows(bufs, c, values[i], offset, weight, i)
-    _reduce_chunks(bufs)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -421,6 +461,59 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                     scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
 
 
+def _serial_twin(dispatcher):
+    """The same kernel compiled without ``parallel`` (prange runs as range): no threading layer at all.
+
+    Needed for threads=1 and in forked children of a process that started numba's (OpenMP / workqueue)
+    thread pool, which would hang there. A distinct qualname keeps the on-disk caches apart.
+    """
+    f = dispatcher.py_func
+    g = types_module.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"
+    return njit(cache=True, fastmath=True)(g)
+
+
+_PARALLEL = {f.__name__: f for f in (_simplices, _blur_neighbours, _reduce_chunks, _splat, _blur, softmax_rows,
+                                       _slice, _meanfield_pass)}
+_SERIAL = {name: _serial_twin(f) for name, f in _PARALLEL.items()}
+_LOCAL = threading.local()
+_LAUNCH_PID: int | None = None  # process that started numba's thread pool
+
+
+def _serial_mode() -> bool:
+    import numba
+
+    return getattr(_LOCAL, "serial", False) or numba.config.NUMBA_NUM_THREADS == 1 \
+        or (_LAUNCH_PID is not None and _LAUNCH_PID != os.getpid())
+
+
+def kernel(name: str):
+    """The numba kernel ``name`` in its parallel or serial build for the current caller.
+
+    Serial when inside ``numba_threads(1)``, when numba has a single thread, or in a forked child of a
+    process that already ran parallel kernels; otherwise parallel, called under the module lock (numba's
+    workqueue layer aborts on concurrent launches from several threads).
+    """
+    global _LAUNCH_PID
+    if _serial_mode():
+        return _SERIAL[name]
+    _LAUNCH_PID = os.getpid()
+    fn = _PARALLEL[name]
+
+    def locked(*args):
+        with _NUMBA_LOCK:
+            return fn(*args)
+
+    return locked
+
+
+def threads_in_use() -> int:
+    """Threads the next kernel call will use (1 when running serial kernels)."""
+    import numba
+
+    return 1 if _serial_mode() else numba.get_num_threads()
+
+
 def splat_buffers(lattice: Lattice, num_values: int, chunks: int) -> np.ndarray:
     """Zeroed private splat buffers (chunks, M+1, num_values) float32."""
     return np.zeros((chunks, lattice.m + 1, num_values), np.float32)
@@ -434,8 +527,6 @@ def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray |
     axes in reverse order: the exact transpose of the operator (when in/out weights are swapped too).
     Returns (N, L) float32.
     """
-    import numba
-
     values = np.asarray(values, dtype=np.float32)
     n, num_values = values.shape
     if n != lattice.n:
@@ -448,12 +539,13 @@ def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray |
     w_out = bary * np.float32(lattice.alpha)
     if out_weight is not None:
         w_out = w_out * out_weight[:, None].astype(np.float32)
-    bufs = splat_buffers(lattice, nl, numba.get_num_threads())
-    _splat(values, lattice.offset, np.ascontiguousarray(w_in, np.float32), bufs)
+    bufs = splat_buffers(lattice, nl, threads_in_use())
+    kernel("_splat")(values, lattice.offset, np.ascontiguousarray(w_in, np.float32), bufs)
+    kernel("_reduce_chunks")(bufs)
     a = np.zeros((lattice.m + 1, nl), np.float32)
-    verts = _blur(bufs[0], a, np.zeros_like(a), lattice.neighbours, reverse)
+    verts = kernel("_blur")(bufs[0], a, np.zeros_like(a), lattice.neighbours, reverse)
     out = np.empty((n, nl), np.float32)
-    _slice(verts, lattice.offset, np.ascontiguousarray(w_out, np.float32), out)
+    kernel("_slice")(verts, lattice.offset, np.ascontiguousarray(w_out, np.float32), out)
     return out[:, :num_values]
 
 
@@ -462,22 +554,28 @@ _NUMBA_LOCK = threading.RLock()
 
 @contextmanager
 def numba_threads(threads: int | None = None):
-    """Run numba kernels with ``threads`` threads (None: numba's default) and one caller at a time.
-
-    The lock makes concurrent callers from Python threads safe under numba's workqueue threading
-    layer (not thread-safe); processes (multiprocessing workers) are independent.
-    """
+    """Run numba kernels with ``threads`` threads (None: numba's default). threads=1 runs the serial
+    kernels (no thread pool; concurrent callers run in parallel); otherwise one caller at a time holds
+    the lock (numba's threading layers are not all safe for concurrent launches)."""
     import numba
 
-    with _NUMBA_LOCK:
-        if threads is None:
-            yield
-            return
-        if int(threads) < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        old = numba.get_num_threads()
-        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    old_serial = getattr(_LOCAL, "serial", False)
+    if threads is not None and int(threads) == 1:
+        _LOCAL.serial = True
         try:
             yield
         finally:
-            numba.set_num_threads(old)
+            _LOCAL.serial = old_serial
+        return
+    with _NUMBA_LOCK:
+        old_threads = numba.get_num_threads()
+        _LOCAL.serial = False if threads is not None else old_serial
+        if threads is not None:
+            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            _LOCAL.serial = old_serial
+            numba.set_num_threads(old_threads)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from deeplab.crf.exact import gaussian_matrix
-from deeplab.crf.lattice import (PAD_ENERGY, _blur, _meanfield_pass, _reduce_chunks, build_lattice, lattice_filter,
-                                 padded, softmax_rows, splat_buffers)
+from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, kernel, lattice_filter, padded, splat_buffers,
+                                 threads_in_use)
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
 
@@ -144,7 +144,7 @@ class MeanField:
     def initial(self) -> np.ndarray:
         """Q0 = softmax(-U), (N, Lp)."""
         q = np.empty_like(self.neg_unary)
-        softmax_rows(self.neg_unary, q)
+        kernel("softmax_rows")(self.neg_unary, q)
         return q
 
     def pairwise_energy(self, q: np.ndarray) -> np.ndarray:
@@ -157,7 +157,7 @@ class MeanField:
     def step(self, q: np.ndarray) -> np.ndarray:
         """One mean-field update of q (N, Lp) in place (unfused: one filter call per kernel)."""
         energy = self.neg_unary - self.pairwise_energy(q)
-        softmax_rows(energy, q)
+        kernel("softmax_rows")(energy, q)
         return q
 
     def fusable(self) -> bool:
@@ -175,10 +175,9 @@ class MeanField:
         return np.ascontiguousarray(q[:, :self.num_labels])
 
     def _inference_fused(self, iterations: int) -> np.ndarray:
-        import numba
-
         n, lp = self.neg_unary.shape
-        chunks = numba.get_num_threads()
+        chunks = threads_in_use()
+        meanfield_pass, reduce_chunks, blur = kernel("_meanfield_pass"), kernel("_reduce_chunks"), kernel("_blur")
         kernels = [k for k, _ in self.terms]
         offsets = tuple(k.lattice.offset for k in kernels)
         splat_ws = tuple(k.splat_w for k in kernels)
@@ -196,18 +195,18 @@ class MeanField:
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         q = np.empty((n, lp), np.float32)
         # Q0 = softmax(-U), splatted for the first update
-        _meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
-                        iterations == 0)
+        meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
+                       iterations == 0)
         for it in range(iterations):
             verts = []
             for k, b, a, c, scale in zip(kernels, bufs, ping, pong, label_scales):
-                _reduce_chunks(b)
-                v = _blur(b[0], a, c, k.lattice.neighbours, False)
+                reduce_chunks(b)
+                v = blur(b[0], a, c, k.lattice.neighbours, False)
                 if scale is not None:
                     v *= scale
                 verts.append(v)
             last = it == iterations - 1
-            _meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_ws, splat_ws, bufs, q, True, not last, last)
+            meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_ws, splat_ws, bufs, q, True, not last, last)
         return q
 
     def kl_divergence(self, q: np.ndarray) -> float:

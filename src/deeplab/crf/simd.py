@@ -118,14 +118,15 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[3])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[5], types.intp), nr)
         nchunks = builder.sdiv(nl, ir.Constant(intp, _W))
-        with cgutils.for_range(builder, nchunks) as ch:
-            kb = builder.mul(ch.index, ir.Constant(intp, _W))
-            xv = _vload(builder, x_p, kb)
-            with cgutils.for_range(builder, nr) as rr:
-                e = builder.add(row, rr.index)
-                o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
-                w = _splat(builder, builder.load(builder.gep(w_p, [e])))
-                at = builder.add(builder.add(base, builder.mul(o, nl)), kb)
+        with cgutils.for_range(builder, nr) as rr:
+            e = builder.add(row, rr.index)
+            o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
+            w = _splat(builder, builder.load(builder.gep(w_p, [e])))
+            rowbase = builder.add(base, builder.mul(o, nl))
+            with cgutils.for_range(builder, nchunks) as ch:
+                kb = builder.mul(ch.index, ir.Constant(intp, _W))
+                at = builder.add(rowbase, kb)
+                xv = _vload(builder, x_p, kb)
                 _vstore(builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST),
                         b_p, at)
         return context.get_dummy_value()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deeplab.crf.api import CRFParams, _params, bilateral_features, gaussian_features
+from deeplab.crf.api import CRFParams, resolve_params, bilateral_features, gaussian_features
 from deeplab.crf.lattice import numba_threads
 from deeplab.crf.meanfield import LatticeKernel
 from deeplab.crf.torch_lattice import TorchKernel
@@ -80,7 +80,7 @@ def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParam
     Returns Q: (B, L, H, W) on logits' device (float32; float64 logits stay float64 with the torch
     backend), sums to 1 over L.
     """
-    params = _params(params, overrides)
+    params = resolve_params(params, overrides)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
         raise InputError(f"logits must be a (B, L, H, W) torch tensor, got "
                          f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")

@@ -100,7 +100,8 @@ class TrainTransform:
         img, lab = img[y:y + c, x:x + c], lab[y:y + c, x:x + c]
         if self.flip and rng.random() < 0.5:
             img, lab = img[:, ::-1], lab[:, ::-1]
-        return self.preprocess(img), torch.from_numpy(np.ascontiguousarray(lab)).long()
+        img, lab = np.ascontiguousarray(img), np.ascontiguousarray(lab)
+        return self.preprocess(img), torch.from_numpy(lab).long()
 
 
 class EvalTransform:

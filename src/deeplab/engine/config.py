@@ -9,6 +9,7 @@ iterations, 6000 iterations, 321x321 crops.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class TrainConfig:
     passes of ``micro_batch`` images and accumulates gradients until its share of the batch is done.
 
     schedule: "step" (lr * gamma ** (it // step_size)) or "poly" (lr * (1 - it / iterations) ** power).
+    class_weighting: "none" (the paper) or "median_frequency" (loss weights from the training labels,
+    see deeplab.engine.class_weights).
     threads: torch intra-op threads per process (0 = torch default). device: auto | cpu | cuda.
     checkpoint_every / log_every / val_every: in iterations (val_every 0 = never).
     """
@@ -71,6 +74,7 @@ class TrainConfig:
     step_size: int = 2000
     gamma: float = 0.1
     power: float = 0.9
+    class_weighting: str = "none"
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
@@ -90,6 +94,7 @@ class Config:
 
 
 SCHEDULES = ("step", "poly")
+CLASS_WEIGHTINGS = ("none", "median_frequency")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -109,13 +114,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and math.isfinite(number):
+            return float(number)
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -164,6 +170,7 @@ def _validate(c: Config) -> None:
     need(t.step_size >= 1, "train.step_size", "must be >= 1")
     need(0 < t.gamma <= 1, "train.gamma", "must lie in (0, 1]")
     need(t.power > 0, "train.power", "must be > 0")
+    need(t.class_weighting in CLASS_WEIGHTINGS, "train.class_weighting", f"must be one of {CLASS_WEIGHTINGS}")
     need(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     need(t.log_every >= 1, "train.log_every", "must be >= 1")
     need(t.val_every >= 0, "train.val_every", "must be >= 0")

@@ -9,15 +9,15 @@ sqrt(median image area / (500 * 375)) so that they mean the same on other image 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import multiprocessing as mp
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from deeplab.engine.evaluate import default_crf_fn
+from deeplab.engine.evaluate import default_crf_fn, worker_pool
 from deeplab.errors import InputError
 from deeplab.metrics import confusion_matrix, scores
 
@@ -93,24 +93,17 @@ def _score_settings_star(args: tuple) -> np.ndarray:
     return score_settings(*args)
 
 
-def score_grid(paths: list[Path], settings: list, num_classes: int, crf_fn: Callable, workers: int,
+def score_grid(paths: list[Path], settings: list, num_classes: int, crf_fn: Callable, pool=None,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Summed (S, C, C) confusions of every setting over the cached images."""
+    """Summed (S, C, C) confusions of every setting over the cached images (in ``pool`` if given)."""
     total = np.zeros((len(settings), num_classes, num_classes), np.int64)
     tasks = [(p, settings, num_classes, crf_fn) for p in paths]
-    if workers <= 0:
-        _accumulate(total, map(_score_settings_star, tasks), len(tasks), progress)
-    else:
-        with mp.get_context().Pool(workers) as pool:
-            _accumulate(total, pool.imap(_score_settings_star, tasks), len(tasks), progress)
-    return total
-
-
-def _accumulate(total: np.ndarray, results, n: int, progress) -> None:
+    results = pool.imap(_score_settings_star, tasks) if pool is not None else map(_score_settings_star, tasks)
     for done, conf in enumerate(results, 1):
         total += conf
         if progress is not None:
-            progress(done, n)
+            progress(done, len(tasks))
+    return total
 
 
 def _cache_summary(paths: list[Path], num_classes: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -150,7 +143,8 @@ def crf_search(dataset, probs_fn: Callable, *, images: int = 100, seed: int = 0,
     def report(stage):
         return (lambda d, n: progress(stage, d, n)) if progress is not None else None
 
-    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp, \
+            (worker_pool(workers) if workers > 0 else contextlib.nullcontext()) as pool:
         paths = cache_probabilities(dataset, indices, probs_fn, Path(tmp), report("forward"))
         dcnn_conf, sizes = _cache_summary(paths, num_classes)
         scale = spatial_scale(sizes) if scale_spatial else 1.0
@@ -163,7 +157,7 @@ def crf_search(dataset, probs_fn: Callable, *, images: int = 100, seed: int = 0,
             settings = [CRFParams.from_dict({**base, "bi_w": float(w), "bi_xy_std": round(float(a * scale), 3),
                                            "bi_rgb_std": float(b)})
                         for w, a, b in keys]
-            confs = score_grid(paths, settings, num_classes, crf_fn, workers, report(stage))
+            confs = score_grid(paths, settings, num_classes, crf_fn, pool, report(stage))
             for key, p, conf in zip(keys, settings, confs):
                 s = scores(conf)
                 tried[key] = {"stage": stage, "params": p.to_dict(), "grid_point": dict(zip(SEARCHED, key)),

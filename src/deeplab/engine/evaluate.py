@@ -8,11 +8,12 @@ number of workers or on completion order.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing as mp
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -98,6 +99,22 @@ def _image_stats_star(args: tuple) -> dict:
     return image_stats(*args)
 
 
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator:
+    """A process pool whose workers start from a fresh server process ("forkserver"): they inherit no torch or
+    OpenMP thread state from this process (forking after a forward pass can deadlock numba's OpenMP layer).
+    Closed and joined on exit (terminated on error)."""
+    pool = mp.get_context("forkserver").Pool(workers)
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
 def default_crf_fn(workers: int) -> CRFFn:
     """deeplab.crf.dense_crf; single-threaded inside a pool of ``workers`` > 0 processes (no oversubscription)."""
     from deeplab.crf import dense_crf
@@ -148,7 +165,7 @@ def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, 
         for t in tasks():
             collect(image_stats(*t))
         return result
-    with mp.get_context().Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         pending: deque = deque()
         for t in tasks():  # forward in this process while the pool works on earlier images
             pending.append(pool.apply_async(_image_stats_star, (t,)))

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from deeplab.data.base import IGNORE_INDEX
+from deeplab.data.transforms import SeededDataset, TrainTransform, subsample_labels
 from deeplab.engine import distributed as D
 from deeplab.engine.config import Config, dump_config
 from deeplab.engine.optim import build_optimizer, lr_at, set_lr
@@ -82,12 +83,26 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0])
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, normalizer: int) -> torch.Tensor:
-    """Summed pixel cross-entropy / normalizer. logits: (B, C, h, w); target: (B, h, w) int64, 255 = ignored."""
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, normalizer: float,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed (class-weighted) pixel cross-entropy / normalizer.
+
+    logits: (B, C, h, w); target: (B, h, w) int64, 255 = ignored; weight: optional (C,) class weights.
+    normalizer: the batch's loss_normalizer, so micro-batch losses add up to the whole batch's mean.
+    """
     if logits.shape[-2:] != target.shape[-2:]:
         raise InputError(f"score map {tuple(logits.shape[-2:])} and subsampled labels {tuple(target.shape[-2:])} "
                          "differ: use a crop size 8k+1 (e.g. 321)")
-    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / max(normalizer, 1)
+    total = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / max(normalizer, 1e-12)
+
+
+def loss_normalizer(targets: list[torch.Tensor], weight: torch.Tensor | None = None) -> float:
+    """Number of valid (not 255) target pixels, or with class weights the sum of their weights (at least 1 pixel)."""
+    if weight is None:
+        return float(max(1, sum(int((y != IGNORE_INDEX).sum()) for y in targets)))
+    total = sum(float(weight[y[y != IGNORE_INDEX]].sum()) for y in targets)
+    return total if total > 0 else 1.0
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -107,7 +122,7 @@ def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int,
                             generator=torch.Generator().manual_seed(pos.epoch), worker_init_fn=_ignore_sigint)
         for x, y in loader:
             pos.consumed += len(x)
-            yield x, y[..., ::STRIDE, ::STRIDE]
+            yield x, subsample_labels(y, STRIDE)
         pos.epoch += 1
         pos.consumed = 0
 
@@ -120,7 +135,6 @@ def _build(cfg: Config, load_init: bool):
     """(raw data set, seeded augmented data set, model, Preprocess). With model.init the model takes
     torchvision's input convention (and, if load_init, starts from those VGG-16 weights); otherwise Caffe's."""
     from deeplab.data import build_dataset
-    from deeplab.data.transforms import SeededDataset, TrainTransform
     from deeplab.models import build_model
     from deeplab.models.torchvision_init import init_from_torchvision, torchvision_preprocess
 
@@ -155,6 +169,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
 
     raw, dataset, model, preprocess = _build(cfg, load_init=not resume)
+    weight = _class_weights(raw) if t.class_weighting == "median_frequency" else None  # (C,) on the CPU
+    weight_dev = None if weight is None else weight.to(env.device)
     if resume:
         state = load_state(ckpt_path)
         bad = [k for k in _config_changes(state["config"], cfg.to_dict()) if k not in RESUMABLE_CHANGES]
@@ -205,13 +221,13 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
             set_lr(optimizer, base_lr)
             torch.manual_seed(iteration_seed(t.seed, env.rank, it))
             chunks = [next(stream) for _ in range(accum)]
-            valid = sum(int((y != IGNORE_INDEX).sum()) for _, y in chunks)
+            norm = loss_normalizer([y for _, y in chunks], weight)
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for k, (x, y) in enumerate(chunks):
                 sync = nullcontext() if not env.distributed or k == accum - 1 else net.no_sync()
                 with sync:
-                    loss = segmentation_loss(net(x.to(env.device)), y.to(env.device), valid)
+                    loss = segmentation_loss(net(x.to(env.device)), y.to(env.device), norm, weight_dev)
                     loss.backward()
                 loss_sum += loss.item()
             if D.any_rank(not math.isfinite(loss_sum), env):
@@ -253,8 +269,17 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
 
         model_path = save_model(out / "model.pt", model, classes=raw.classes, palette=raw.palette,
                                 preprocess=preprocess, crf=None,
-                                extra={"config": cfg.to_dict(), "iterations": it})
+                                extra={"config": cfg.to_dict(), "iterations": it,
+                                       "class_weights": None if weight is None else weight.tolist()})
     return TrainResult(it, ckpt_path, model, model_path)
+
+
+def _class_weights(raw) -> torch.Tensor:
+    """(C,) float32 median-frequency weights of a data set's labels (read without the images)."""
+    from deeplab.engine.class_weights import class_pixel_counts, median_frequency_weights
+
+    labels = (raw.load_label(i) for i in range(len(raw)))
+    return torch.tensor(median_frequency_weights(*class_pixel_counts(labels, raw.num_classes)), dtype=torch.float32)
 
 
 def _validate(model: torch.nn.Module, cfg: Config, preprocess: Preprocess) -> dict:

@@ -48,6 +48,8 @@ def band_confusions(pred: np.ndarray, gt: np.ndarray, distance: np.ndarray, num_
     d = np.maximum(distance[keep], 1).astype(np.int64) - 1  # width-1 band already holds distance-0 pixels
     g = gt[keep].astype(np.int64)
     p = pred[keep].astype(np.int64)
+    if p.size and (p.min() < 0 or p.max() >= num_classes):
+        raise ValueError(f"predicted labels must lie in [0, {num_classes}), got [{p.min()}, {p.max()}]")
     c2 = num_classes * num_classes
     counts = np.bincount(d * c2 + g * num_classes + p, minlength=max_width * c2)
     return np.cumsum(counts.reshape(max_width, num_classes, num_classes), axis=0)
