@@ -45,7 +45,7 @@ def test_resumed_run_matches_uninterrupted_run(camvid4, tmp_path):
 
 def test_resume_guards(camvid4, tmp_path):
     cfg = tiny_config(camvid4, train={"iterations": 1})
-    with pytest.raises(InputError, match="no training checkpoint"):
+    with pytest.raises(InputError, match="training checkpoint not found"):
         train(cfg, tmp_path, resume=True, progress=False)
     train(cfg, tmp_path, progress=False)
     with pytest.raises(InputError, match="--resume"):

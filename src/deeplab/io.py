@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from deeplab.errors import InputError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over ``path``."""
@@ -31,3 +33,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     import torch
 
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load`` (weights only, to CPU) of a file described as ``what`` ("model checkpoint", ...).
+
+    Raises InputError naming the file if it is missing or unreadable.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors come in many types
+        raise InputError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e

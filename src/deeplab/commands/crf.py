@@ -48,21 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
 
 
-def _read_rgb(path):
-    import numpy as np
-    from PIL import Image
-
-    from deeplab.errors import InputError
-
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-    except FileNotFoundError:
-        raise InputError(f"image not found: {path}") from None
-    except Exception as e:  # PIL raises many types on corrupt files
-        raise InputError(f"{path}: cannot read image ({e})") from e
-
-
 def _params(args):
     from deeplab.crf import CRFParams
 
@@ -81,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
     from deeplab.crf import dense_crf, dense_crf_unary, unary_from_labels
     from deeplab.crf.annotation import read_annotation
+    from deeplab.data.images import load_rgb
     from deeplab.data.palette import overlay, save_label_png, voc_palette
     from deeplab.errors import InputError
     from deeplab.io import atomic_write
 
     params = _params(args)
-    image = _read_rgb(args.image)
+    image = load_rgb(args.image)
     h, w = image.shape[:2]
     if args.probs:
         try:

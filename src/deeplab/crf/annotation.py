@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deeplab.data.images import open_image
 from deeplab.errors import InputError
 
 
@@ -84,16 +85,10 @@ def read_annotation(path: str | os.PathLike, unknown: int | None = 255, num_labe
     """Read a label PNG (L, or P with the VOC palette: values are labels) or a colour annotation
     (RGB / RGBA, or P with another palette: colours are labels, black unknown)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"label file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            values = np.array(img) if mode in ("P", "L", "I", "I;16") else None
-            colour = values is None or (mode == "P" and not _has_voc_palette(img, np.unique(values)))
-            arr = np.array(img.convert("RGB")) if colour else values
-    except Exception as e:  # PIL raises many types on corrupt files
-        raise InputError(f"{path}: cannot read label image ({e})") from e
+    img = open_image(path, "label")
+    values = np.array(img) if img.mode in ("P", "L", "I", "I;16") else None
+    colour = values is None or (img.mode == "P" and not _has_voc_palette(img, np.unique(values)))
+    arr = np.array(img.convert("RGB")) if colour else values
     try:
         return annotation_from_colours(arr) if colour else annotation_from_labels(arr, unknown, num_labels)
     except InputError as e:

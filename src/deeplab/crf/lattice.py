@@ -29,7 +29,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
-from deeplab.crf.simd import gather_rows, scatter_rows
+from deeplab.crf.simd import gather_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
@@ -151,11 +151,12 @@ def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
         sm += cf
     elevated[0] = sm
     # nearest remainder-0 point, then the rank of each coordinate's residual
-    rank[:] = 0
-    b[:] = 0.0
     total = 0
+    inv_d1 = 1.0 / d1
     for j in range(d1):
-        v = elevated[j] / d1
+        rank[j] = 0
+        b[j] = 0.0
+        v = elevated[j] * inv_d1
         up = np.ceil(v) * d1
         down = np.floor(v) * d1
         rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
@@ -175,8 +176,9 @@ def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
         elif rank[j] > d:
             rank[j] -= d1
             rem0[j] -= d1
+    b[d1] = 0.0
     for j in range(d1):
-        v = (elevated[j] - rem0[j]) / d1
+        v = (elevated[j] - rem0[j]) * inv_d1
         b[d - rank[j]] += v
         b[d - rank[j] + 1] -= v
     b[0] += 1.0 + b[d1]
@@ -414,7 +416,7 @@ def softmax_rows(energy, out):
     for i in prange(n):
         for k in range(out.shape[1]):
             out[i, k] = energy[i, k]
-        _softmax_row(out[i])
+        softmax_row(out[i])
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -452,7 +454,7 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
             if gather:
                 for t in range(nk):
                     gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
-            _softmax_row(e)
+            softmax_row(e)
             if write_q:
                 for k in range(nl):
                     q_out[i, k] = e[k]

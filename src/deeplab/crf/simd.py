@@ -132,3 +132,83 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _hreduce(builder, vec, combine):
+    """Horizontal reduction of an 8-lane vector to a scalar with ``combine(builder, a, b)``."""
+    lanes = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(_W)]
+    while len(lanes) > 1:
+        lanes = [combine(builder, lanes[k], lanes[k + 1]) for k in range(0, len(lanes), 2)]
+    return lanes[0]
+
+
+def _vmax(builder, a, b):
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
+
+def _vadd(builder, a, b):
+    return builder.fadd(a, b, flags=_FAST)
+
+
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+             5.0000001201e-1)
+
+
+def _vexp_nonpositive(builder, x):
+    """exp(x) for x <= 0, 8 lanes (Cephes-style range reduction + degree-6 polynomial, rel. err ~1e-7);
+    exactly 0 below -80 (keeps later products clear of slow denormals)."""
+    def c(v):
+        return _splat(builder, ir.Constant(ir.FloatType(), v))
+
+    def mul(a, b):
+        return builder.fmul(a, b, flags=_FAST)
+
+    def add(a, b):
+        return builder.fadd(a, b, flags=_FAST)
+
+    small = builder.fcmp_ordered("<", x, c(-80.0))
+    x = builder.select(small, c(-80.0), x)
+    floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.floor.v8f32")
+    n = builder.call(floor, [add(mul(x, c(1.44269504088896341)), c(0.5))])
+    r = add(builder.fsub(x, mul(n, c(0.693359375)), flags=_FAST), mul(n, c(2.12194440e-4)))
+    p = c(_EXP_POLY[0])
+    for coef in _EXP_POLY[1:]:
+        p = add(mul(p, r), c(coef))
+    p = add(add(mul(mul(p, r), r), r), c(1.0))
+    ivec = ir.VectorType(ir.IntType(32), _W)
+    bits = builder.shl(builder.add(builder.fptosi(n, ivec), ir.Constant(ivec, [127] * _W)),
+                       ir.Constant(ivec, [23] * _W))
+    y = mul(p, builder.bitcast(bits, _VEC))
+    return builder.select(small, c(0.0), y)
+
+
+@intrinsic
+def softmax_row(typingctx, e):
+    """e[:L] = softmax(e[:L]) in place; e: (L,) C-contiguous float32, L % 8 == 0, entries finite."""
+    sig = types.void(e)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        p = arr.data
+        nchunks = builder.sdiv(cgutils.unpack_tuple(builder, arr.shape, 1)[0], ir.Constant(intp, _W))
+        acc = cgutils.alloca_once(builder, _VEC)
+        builder.store(_vload(builder, p, ir.Constant(intp, 0)), acc)
+        with cgutils.for_range(builder, nchunks) as ch:
+            x = _vload(builder, p, builder.mul(ch.index, ir.Constant(intp, _W)))
+            builder.store(_vmax(builder, builder.load(acc), x), acc)
+        mx = _splat(builder, _hreduce(builder, builder.load(acc), _vmax))
+        builder.store(ir.Constant(_VEC, [0.0] * _W), acc)
+        with cgutils.for_range(builder, nchunks) as ch:
+            kb = builder.mul(ch.index, ir.Constant(intp, _W))
+            y = _vexp_nonpositive(builder, builder.fsub(_vload(builder, p, kb), mx, flags=_FAST))
+            _vstore(builder, y, p, kb)
+            builder.store(builder.fadd(builder.load(acc), y, flags=_FAST), acc)
+        inv = _splat(builder, builder.fdiv(ir.Constant(ir.FloatType(), 1.0),
+                                           _hreduce(builder, builder.load(acc), _vadd), flags=_FAST))
+        with cgutils.for_range(builder, nchunks) as ch:
+            kb = builder.mul(ch.index, ir.Constant(intp, _W))
+            _vstore(builder, builder.fmul(_vload(builder, p, kb), inv, flags=_FAST), p, kb)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -11,13 +11,19 @@ from PIL import Image
 from deeplab.errors import InputError
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file (JPEG, PNG, ...) as (H, W, 3) uint8 RGB. Missing/corrupt file -> InputError."""
+def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open and fully decode an image file; missing/corrupt file -> InputError naming it (as ``what``)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+        raise InputError(f"{what} file not found: {path}")
     try:
         with Image.open(path) as img:
-            return np.array(img.convert("RGB"), dtype=np.uint8)
+            img.load()
+            return img
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on corrupt files
-        raise InputError(f"{path}: cannot read image ({e})") from e
+        raise InputError(f"{path}: cannot read {what} ({e})") from e
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file (JPEG, PNG, ...) as (H, W, 3) uint8 RGB. Missing/corrupt file -> InputError."""
+    return np.array(open_image(path).convert("RGB"), dtype=np.uint8)

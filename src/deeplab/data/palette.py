@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deeplab.data.images import open_image
 from deeplab.errors import InputError
 
 
@@ -48,18 +49,10 @@ def save_label_png(path: str | os.PathLike, labels: np.ndarray, palette: np.ndar
 
 def load_label_png(path: str | os.PathLike) -> np.ndarray:
     """Read a label PNG (palette 'P' or greyscale 'L': the pixel values are the labels). Returns (H, W) uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"label file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("P", "L"):
-                raise InputError(f"{path}: label image must be palette (P) or greyscale (L) mode, got {img.mode}")
-            return np.array(img, dtype=np.uint8)
-    except InputError:
-        raise
-    except Exception as e:  # PIL raises many types on corrupt files
-        raise InputError(f"{path}: cannot read label image ({e})") from e
+    img = open_image(path, "label")
+    if img.mode not in ("P", "L"):
+        raise InputError(f"{path}: label image must be palette (P) or greyscale (L) mode, got {img.mode}")
+    return np.array(img, dtype=np.uint8)
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:

@@ -13,11 +13,10 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 from deeplab.engine.sampler import Position
 from deeplab.errors import InputError
-from deeplab.io import atomic_torch_save
+from deeplab.io import atomic_torch_save, load_torch_file
 
 FORMAT = "deeplab-train-state"
 VERSION = 1
@@ -36,12 +35,7 @@ def save_state(path: str | os.PathLike, *, model_state: dict, optimizer_state: d
 def load_state(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by save_state; ``position`` comes back as a Position."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no training checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: cannot read training checkpoint ({e})") from e
+    state = load_torch_file(path, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a deeplab training checkpoint")
     if state.get("version") != VERSION:

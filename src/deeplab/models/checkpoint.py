@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deeplab.errors import InputError
-from deeplab.io import atomic_torch_save
+from deeplab.io import atomic_torch_save, load_torch_file
 from deeplab.models.deeplab import DeepLab, build_model
 from deeplab.preprocess import Preprocess
 
@@ -59,12 +58,7 @@ def save_model(path: str | os.PathLike, model: DeepLab, *, classes: list[str], p
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate the raw checkpoint dict (InputError naming the file if missing/corrupt/foreign)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    ckpt = load_torch_file(path, "model checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputError(f"{path}: not a deeplab model checkpoint (no format={FORMAT!r} entry; save it with save_model)")
     if ckpt.get("version", 0) > VERSION:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from deeplab.errors import InputError
+from deeplab.io import load_torch_file
 from deeplab.models.deeplab import DeepLab
 from deeplab.models.vgg import CONV_NAMES
 from deeplab.preprocess import Preprocess
@@ -62,12 +63,7 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a .pth state dict (weights only)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"weights file not found: {path}")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: not a readable torch state dict ({type(e).__name__}: {e})") from e
+    sd = load_torch_file(path, "torch state dict")
     if not isinstance(sd, dict):
         raise InputError(f"{path}: expected a state dict, got {type(sd).__name__}")
     return sd
