@@ -46,5 +46,5 @@ def test_train_cli_bad_input_exits_2_naming_it(camvid4, tmp_path, capsys, args, 
 def test_train_cli_resume_without_checkpoint_exits_2(camvid4, tmp_path, capsys):
     cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid4))
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--resume"]) == 2
-    assert "no training checkpoint" in capsys.readouterr().err
+    assert "training checkpoint not found" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2

@@ -26,10 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
-from numba.core import types
-from numba.extending import intrinsic
 
-from deeplab.crf.simd import gather_rows, scatter_rows, softmax_row
+from deeplab.crf.simd import copy_row, gather_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
@@ -151,12 +149,11 @@ def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
         sm += cf
     elevated[0] = sm
     # nearest remainder-0 point, then the rank of each coordinate's residual
+    rank[:] = 0
+    b[:] = 0.0
     total = 0
-    inv_d1 = 1.0 / d1
     for j in range(d1):
-        rank[j] = 0
-        b[j] = 0.0
-        v = elevated[j] * inv_d1
+        v = elevated[j] / d1
         up = np.ceil(v) * d1
         down = np.floor(v) * d1
         rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
@@ -164,10 +161,9 @@ def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
     for j in range(d):
         dj = elevated[j] - rem0[j]
         for k in range(j + 1, d1):
-            if dj < elevated[k] - rem0[k]:
-                rank[j] += 1
-            else:
-                rank[k] += 1
+            below = np.int64(dj < elevated[k] - rem0[k])  # branch-free: the comparisons are unpredictable
+            rank[j] += below
+            rank[k] += 1 - below
     for j in range(d1):
         rank[j] += total
         if rank[j] < 0:
@@ -176,9 +172,8 @@ def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
         elif rank[j] > d:
             rank[j] -= d1
             rem0[j] -= d1
-    b[d1] = 0.0
     for j in range(d1):
-        v = (elevated[j] - rem0[j]) * inv_d1
+        v = (elevated[j] - rem0[j]) / d1
         b[d - rank[j]] += v
         b[d - rank[j] + 1] -= v
     b[0] += 1.0 + b[d1]
@@ -357,56 +352,7 @@ def _blur(src, a, b, neighbours, reverse):
     return a if d1 % 2 == 1 else b
 
 
-@intrinsic
-def _int32_bits_as_float32(typingctx, x):
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return sig, codegen
-
-
-@njit(cache=True, inline="always", fastmath=True)
-def _exp_nonpositive(x):
-    """exp(x) for x <= 0 in float32 (Cephes-style range reduction + degree-6 polynomial, rel. err ~1e-7);
-    exactly 0 below -80 (keeps later products clear of slow denormals).
-
-    Vectorisable (no libm call): 2^n is built from its IEEE bits.
-    """
-    small = x < np.float32(-80.0)
-    x = max(x, np.float32(-80.0))
-    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
-    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * r * r + r + np.float32(1.0)
-    y = p * _int32_bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))
-    return np.float32(0.0) if small else y
-
-
 PAD_ENERGY = -1e30  # energy (= -unary) of padding label columns: their probability comes out exactly 0
-
-
-@njit(cache=True, inline="always", fastmath=True)
-def _softmax_row(e):
-    """Softmax of the row e (L,) float32 in place."""
-    nl = e.shape[0]
-    mx = e[0]
-    for k in range(1, nl):
-        mx = max(mx, e[k])
-    s = np.float32(0.0)
-    for k in range(nl):
-        x = _exp_nonpositive(e[k] - mx)
-        e[k] = x
-        s += x
-    inv = np.float32(1.0) / s
-    for k in range(nl):
-        e[k] *= inv
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -414,8 +360,7 @@ def softmax_rows(energy, out):
     """out[i] = softmax(energy[i]) over the label axis; (N, L) float32 (may alias)."""
     n = out.shape[0]
     for i in prange(n):
-        for k in range(out.shape[1]):
-            out[i, k] = energy[i, k]
+        copy_row(out[i], energy[i])
         softmax_row(out[i])
 
 
@@ -449,15 +394,13 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                 bufs[t][c] = 0.0
         lo, hi = _chunk(c, nchunks, n)
         for i in range(lo, hi):
-            for k in range(nl):
-                e[k] = neg_unary[i, k]
+            copy_row(e, neg_unary[i])
             if gather:
                 for t in range(nk):
                     gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
             softmax_row(e)
             if write_q:
-                for k in range(nl):
-                    q_out[i, k] = e[k]
+                copy_row(q_out[i], e)
             if scatter:
                 for t in range(nk):
                     scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)

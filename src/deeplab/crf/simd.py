@@ -4,7 +4,9 @@ The lattice's inner loops combine a few rows of length L (labels, padded to a mu
 ``acc += sum_r w_r V[o_r]`` (slice) and ``V[o_r] += w_r x`` (splat). Written as plain numba loops,
 LLVM adds runtime alias checks to every short row loop and serialises the accumulation through
 memory; these intrinsics keep the accumulators in vector registers and emit unaligned <8 x float>
-loads/stores directly. All arrays must be C-contiguous float32 (int32 for offsets); no bounds checks.
+loads/stores directly. ``softmax_row`` does the same for the per-pixel softmax (the auto-vectoriser
+picks 64-lane loops there, so a 24-label row ran scalar). All arrays must be C-contiguous float32 (int32
+for offsets); no bounds checks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,36 @@ def _as_float(context, builder, val, ty):
     return val if ty == types.float32 else context.cast(builder, val, ty, types.float32)
 
 
+def _for_lane_groups(context, builder, nl, emit):
+    """Call emit(kb0, group) over the L lanes in groups of 4 x 8 (then one group of 1-3 x 8 lanes)."""
+    intp = context.get_value_type(types.intp)
+    nchunks = builder.sdiv(nl, ir.Constant(intp, _W))
+    full = builder.sdiv(nchunks, ir.Constant(intp, 4))
+    with cgutils.for_range(builder, full) as g:
+        emit(builder.mul(g.index, ir.Constant(intp, 4 * _W)), 4)
+    rest = builder.srem(nchunks, ir.Constant(intp, 4))
+    kb0 = builder.mul(full, ir.Constant(intp, 4 * _W))
+    for group in (1, 2, 3):
+        with builder.if_then(builder.icmp_signed("==", rest, ir.Constant(intp, group))):
+            emit(kb0, group)
+
+
+def _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, nl, kb0, group):
+    """bufs[o_r, kb0 : kb0 + 8 * group] += w_r x[same lanes] for every r, x held in registers."""
+    intp = context.get_value_type(types.intp)
+    lanes = [builder.add(kb0, ir.Constant(intp, _W * j)) for j in range(group)]
+    xs = [_vload(builder, x_p, kb) for kb in lanes]
+    with cgutils.for_range(builder, nr) as rr:
+        e = builder.add(row, rr.index)
+        o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
+        w = _splat(builder, builder.load(builder.gep(w_p, [e])))
+        rowbase = builder.add(base, builder.mul(o, nl))
+        for xv, kb in zip(xs, lanes):
+            at = builder.add(rowbase, kb)
+            _vstore(builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST),
+                    b_p, at)
+
+
 def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, group):
     """acc[kb0 : kb0 + 8 * group] += sum_r w_r verts[o_r, same lanes], ``group`` independent register chains."""
     intp = context.get_value_type(types.intp)
@@ -73,7 +105,6 @@ def gather_rows(typingctx, acc, verts, offset, weight, i):
 
     def codegen(context, builder, signature, args):
         acc_v, verts_v, off_v, w_v, i_v = args
-        intp = context.get_value_type(types.intp)
         acc_p = _data(context, builder, signature.args[0], acc_v)
         verts_p = _data(context, builder, signature.args[1], verts_v)
         off_p = _data(context, builder, signature.args[2], off_v)
@@ -81,16 +112,8 @@ def gather_rows(typingctx, acc, verts, offset, weight, i):
         nl = cgutils.unpack_tuple(builder, context.make_array(signature.args[1])(context, builder, verts_v).shape, 2)[1]
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[2])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[4], types.intp), nr)
-        nchunks = builder.sdiv(nl, ir.Constant(intp, _W))
-        full = builder.sdiv(nchunks, ir.Constant(intp, 4))
-        with cgutils.for_range(builder, full) as g:
-            kb0 = builder.mul(g.index, ir.Constant(intp, 4 * _W))
-            _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, 4)
-        rest = builder.srem(nchunks, ir.Constant(intp, 4))
-        kb0 = builder.mul(full, ir.Constant(intp, 4 * _W))
-        for group in (1, 2, 3):
-            with builder.if_then(builder.icmp_signed("==", rest, ir.Constant(intp, group))):
-                _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, group)
+        _for_lane_groups(context, builder, nl, lambda kb0, group: _gather_group(
+            context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, group))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -101,12 +124,12 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
     """bufs[chunk, offset[i, r], :L] += weight[i, r] * x[:L] for r < offset.shape[1].
 
     bufs: (C, M+1, L) float32; x: (L,) float32; offset: (N, R) int32; weight: (N, R) float32; L % 8 == 0.
+    x is loaded once per group of up to 4 x 8 lanes and held in registers over the rows r.
     """
     sig = types.void(bufs, chunk, x, offset, weight, i)
 
     def codegen(context, builder, signature, args):
         b_v, c_v, x_v, off_v, w_v, i_v = args
-        intp = context.get_value_type(types.intp)
         b_arr = context.make_array(signature.args[0])(context, builder, b_v)
         b_p = b_arr.data
         shape = cgutils.unpack_tuple(builder, b_arr.shape, 3)
@@ -117,18 +140,8 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
         w_p = _data(context, builder, signature.args[4], w_v)
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[3])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[5], types.intp), nr)
-        nchunks = builder.sdiv(nl, ir.Constant(intp, _W))
-        with cgutils.for_range(builder, nr) as rr:
-            e = builder.add(row, rr.index)
-            o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
-            w = _splat(builder, builder.load(builder.gep(w_p, [e])))
-            rowbase = builder.add(base, builder.mul(o, nl))
-            with cgutils.for_range(builder, nchunks) as ch:
-                kb = builder.mul(ch.index, ir.Constant(intp, _W))
-                at = builder.add(rowbase, kb)
-                xv = _vload(builder, x_p, kb)
-                _vstore(builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST),
-                        b_p, at)
+        _for_lane_groups(context, builder, nl, lambda kb0, group: _scatter_group(
+            context, builder, b_p, base, x_p, off_p, w_p, row, nr, nl, kb0, group))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -209,6 +222,24 @@ def softmax_row(typingctx, e):
         with cgutils.for_range(builder, nchunks) as ch:
             kb = builder.mul(ch.index, ir.Constant(intp, _W))
             _vstore(builder, builder.fmul(_vload(builder, p, kb), inv, flags=_FAST), p, kb)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def copy_row(typingctx, dst, src):
+    """dst[:L] = src[:L]; dst, src: (L,) C-contiguous float32, L % 8 == 0."""
+    sig = types.void(dst, src)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        dst_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        src_p = _data(context, builder, signature.args[1], args[1])
+        nchunks = builder.sdiv(cgutils.unpack_tuple(builder, dst_arr.shape, 1)[0], ir.Constant(intp, _W))
+        with cgutils.for_range(builder, nchunks) as ch:
+            kb = builder.mul(ch.index, ir.Constant(intp, _W))
+            _vstore(builder, _vload(builder, src_p, kb), dst_arr.data, kb)
         return context.get_dummy_value()
 
     return sig, codegen
