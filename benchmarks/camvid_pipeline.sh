@@ -9,7 +9,7 @@
 #                    cp runs/camvid_default/model.pt src/deeplab/weights/deeplab_camvid.pt
 #
 # Environment: CRF_IMAGES (held-out val images for the search, default 40), CRF_GRID (JSON coarse grid),
-# SKIP_TRAIN=1 to reuse RUN_DIR/model.pt.
+# CRF_SEARCH_ARGS (extra crf-search flags, e.g. --no-refine), SKIP_TRAIN=1 to reuse RUN_DIR/model.pt.
 set -euo pipefail
 CONFIG=$1
 RUN=$2
@@ -21,7 +21,7 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   deeplab train "$CONFIG" --out "$RUN" --no-progress
 fi
 deeplab crf-search --checkpoint "$RUN/model.pt" --dataset camvid --data "$DATA/camvid" --split val \
-  --images "$CRF_IMAGES" --grid "$CRF_GRID" --write --no-progress -o "$RUN/crf_search.json"
+  --images "$CRF_IMAGES" --grid "$CRF_GRID" ${CRF_SEARCH_ARGS:-} --write --no-progress -o "$RUN/crf_search.json"
 deeplab evaluate --checkpoint "$RUN/model.pt" --dataset camvid --data "$DATA/camvid" --split test \
   --crf --trimap 40 --no-progress -o "$RUN/test"   # scores DCNN and DCNN+CRF in one pass
 deeplab segment examples/ -o "$RUN/examples" --model "$RUN/model.pt" --overlay
