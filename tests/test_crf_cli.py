@@ -71,6 +71,10 @@ def test_cli_bad_inputs_exit_2(shared_data, tmp_path, capsys):
         (["crf", str(tmp_path / "nope.jpg"), "--labels", str(mask), "-o", str(tmp_path / "o.png")], "nope.jpg"),
         (["crf", str(image), "--labels", str(mask), "--gt-prob", "1.5", "-o", str(tmp_path / "o.png")], "gt-prob"),
         (["crf", str(image), "--labels", str(mask), "--bi-xy-std", "0", "-o", str(tmp_path / "o.png")], "bi_xy_std"),
+        # two colours in the annotation: gt_prob 0.5 would make every unary uniform
+        (["crf", str(shared_data / "densecrf-examples/im1.png"), "--labels",
+          str(shared_data / "densecrf-examples/anno1.png"), "--gt-prob", "0.5", "-o", str(tmp_path / "o.png")],
+         "carries no information"),
         (["crf", str(shared_data / "densecrf-examples/im1.png"), "--labels", str(mask), "-o", str(tmp_path / "o.png")],
          "(H, W)"),
     ]

@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--probs", metavar="FILE.npy", help="class probabilities (L, H, W) float, summing to 1 over L")
     src.add_argument("--labels", metavar="MASK.png", help="coarse label PNG or colour annotation")
-    p.add_argument("--gt-prob", type=float, default=0.5, metavar="P",
-                   help="--labels: confidence of a labelled pixel, in (0, 1) (default 0.5)")
+    p.add_argument("--gt-prob", type=float, default=0.7, metavar="P",
+                   help="--labels: confidence of a labelled pixel, in (1/L, 1) for L labels (default 0.7)")
     p.add_argument("--unknown", default="255", metavar="V",
                    help="--labels (label PNG): value meaning 'no label' ('none' for none; e.g. 0 for the "
                         "classic 0 = unsure convention; default 255, VOC's void)")
@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         ann = read_annotation(args.labels, unknown, args.num_labels)
         if ann.index.shape != (h, w):
             raise InputError(f"--labels {args.labels} is {ann.index.shape} (H, W) but {args.image} is {(h, w)}")
+        if args.gt_prob <= 1 / len(ann.classes):
+            raise InputError(f"--gt-prob {args.gt_prob} carries no information with {len(ann.classes)} labels: "
+                             f"use a value above 1/{len(ann.classes)}")
         unary = unary_from_labels(ann.index, len(ann.classes), args.gt_prob, unknown=-1)
         q = dense_crf_unary(image, unary, params, threads=args.threads)
         values, palette = ann.classes, ann.palette

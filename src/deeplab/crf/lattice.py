@@ -321,7 +321,6 @@ def _splat(values, offset, weight, bufs):
     """
     nchunks = bufs.shape[0]
     n, nl = values.shape
-    d1 = offset.shape[1]
     for c in prange(nchunks):
         bufs[c] = 0.0
         lo, hi = _chunk(c, nchunks, n)

@@ -150,8 +150,8 @@ class MeanField:
     def pairwise_energy(self, q: np.ndarray) -> np.ndarray:
         """sum_k (K_k q) C_k^T for q (N, Lp): (N, Lp) float32."""
         out = np.zeros_like(self.neg_unary)
-        for kernel, c in self.terms:
-            out += kernel.apply(q) @ c.T
+        for term_kernel, c in self.terms:
+            out += term_kernel.apply(q) @ c.T
         return out
 
     def step(self, q: np.ndarray) -> np.ndarray:
