@@ -55,3 +55,16 @@ def test_resume_guards(camvid4, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="checkpoint.pt"):
         train(cfg, tmp_path, resume=True, progress=False)
+
+
+def test_config_saved_before_a_new_key_still_resumes():
+    """A checkpoint's config written before a key existed compares at that key's default."""
+    from deeplab.engine.config import config_from_dict
+    from deeplab.engine.trainer import _config_changes
+
+    new = config_from_dict({}).to_dict()
+    old = {s: dict(v) for s, v in new.items()}
+    del old["train"]["class_weighting"]
+    assert _config_changes(old, new) == []
+    new["train"]["class_weighting"] = "median_frequency"
+    assert _config_changes(old, new) == ["train.class_weighting"]

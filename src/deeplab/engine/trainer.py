@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from deeplab.data.base import IGNORE_INDEX
 from deeplab.data.transforms import SeededDataset, TrainTransform, subsample_labels
 from deeplab.engine import distributed as D
-from deeplab.engine.config import Config, dump_config
+from deeplab.engine.config import Config, config_from_dict, dump_config
 from deeplab.engine.optim import build_optimizer, lr_at, set_lr
 from deeplab.engine.plots import append_log, plot_curves, read_log, truncate_log
 from deeplab.engine.sampler import Position, ResumableSampler
@@ -128,7 +128,9 @@ def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int,
 
 
 def _config_changes(old: dict, new: dict) -> list[str]:
-    return [f"{s}.{k}" for s in new for k in new[s] if old.get(s, {}).get(k) != new[s][k]]
+    """Keys whose values differ; keys added to the schema since ``old`` was saved count at their defaults."""
+    old = config_from_dict(old).to_dict()
+    return [f"{s}.{k}" for s in new for k in new[s] if old[s][k] != new[s][k]]
 
 
 def _build(cfg: Config, load_init: bool):
