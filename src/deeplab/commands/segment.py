@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 HELP = "segment images (files or folders) into palette PNG masks, with the fully connected CRF by default"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +31,7 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
     InputError for a missing input, an empty folder, or two inputs that would write the same <name>.png.
     """
+    from deeplab.data.images import IMAGE_SUFFIXES
     from deeplab.errors import InputError
 
     files: list[Path] = []

@@ -16,10 +16,10 @@ from typing import Callable
 import numpy as np
 
 from deeplab.data.base import SegmentationDataset, read_id_list
+from deeplab.data.images import IMAGE_SUFFIXES
 from deeplab.data.palette import voc_palette
 from deeplab.errors import InputError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm")
 
 
 def read_class_file(path: Path) -> tuple[list[str], np.ndarray]:

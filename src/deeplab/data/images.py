@@ -10,6 +10,8 @@ from PIL import Image
 
 from deeplab.errors import InputError
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})  # lower case
+
 
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open and fully decode an image file; missing/corrupt file -> InputError naming it (as ``what``)."""
