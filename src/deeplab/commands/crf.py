@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from deeplab.commands.crf_flags import add_crf_flags, crf_flag_values
+
 HELP = "refine a coarse mask or probability map with the fully connected CRF"
 
 PRESETS = {
@@ -17,9 +19,6 @@ PRESETS = {
     "densecrf-demo": {"bi_w": 10.0, "bi_xy_std": 80.0, "bi_rgb_std": 13.0, "pos_w": 3.0, "pos_xy_std": 3.0,
                       "iterations": 5, "normalization": "NORMALIZE_SYMMETRIC"},
 }
-FLAGS = (("bi_w", float, "bilateral kernel weight"), ("bi_xy_std", float, "bilateral position std (px)"),
-         ("bi_rgb_std", float, "bilateral colour std (0-255)"), ("pos_w", float, "Gaussian kernel weight"),
-         ("pos_xy_std", float, "Gaussian position std (px)"), ("iterations", int, "mean-field iterations"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="deeplab",
                    help="parameter set: deeplab (DeepLab-LargeFOV, default) or densecrf-demo "
                         "(Kraehenbuehl & Koltun's label-refinement demo); the flags below override it")
-    for name, typ, text in FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text)
+    add_crf_flags(p)
     p.add_argument("--normalization", default=None,
                    choices=["NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"],
                    help="kernel normalisation (deeplab preset: NORMALIZE_AFTER)")
@@ -51,8 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _params(args):
     from deeplab.crf import CRFParams
 
-    values = {**CRFParams().to_dict(), **PRESETS[args.preset]}
-    values.update({name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None})
+    values = {**PRESETS[args.preset], **crf_flag_values(args)}
     if args.normalization:
         values["normalization"] = args.normalization
     return CRFParams.from_dict(values)

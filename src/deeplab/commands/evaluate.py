@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from deeplab.commands.crf_flags import add_crf_flags, crf_flag_values
+
 HELP = "score a model on a data set: IoU, accuracies, optional CRF and boundary trimap (paper Fig. 5)"
 
-CRF_FLAGS = (("bi_w", float), ("bi_xy_std", float), ("bi_rgb_std", float), ("pos_w", float), ("pos_xy_std", float),
-             ("iterations", int))
 
 
 def add_data_arguments(p: argparse.ArgumentParser, default_split: str) -> None:
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crf", action="store_true", help="also score the fully connected CRF's refinement")
     p.add_argument("--crf-params", metavar="JSON", default=None,
                    help="CRF parameters as a JSON object or file (default: the checkpoint's, else the CRF defaults)")
-    for name, typ in CRF_FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=f"override CRF {name}")
+    add_crf_flags(p)
     p.add_argument("--trimap", type=int, nargs="?", const=40, default=0, metavar="W",
                    help="boundary trimap scores for band widths 1..W px (default W 40)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
@@ -62,9 +61,9 @@ def crf_params_from_args(args: argparse.Namespace, checkpoint_crf: dict | None):
     values = dict(checkpoint_crf or {})
     if args.crf_params:
         values.update(json_object_arg(args.crf_params, "--crf-params"))
-    values.update({name: getattr(args, name) for name, _ in CRF_FLAGS if getattr(args, name) is not None})
+    values.update(crf_flag_values(args))
     try:
-        return CRFParams.from_dict({**CRFParams().to_dict(), **values})
+        return CRFParams.from_dict(values)
     except (TypeError, ValueError) as e:
         raise InputError(f"bad CRF parameters {values}: {e}") from e
 
