@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from deeplab.crf.api import bilateral_features, gaussian_features
 from deeplab.crf.exact import exact_filter
-from deeplab.crf.lattice import build_lattice, lattice_filter
+from deeplab.crf.lattice import build_lattice, lattice_filter, numba_threads
 from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
 
 VOC = "voc_mini/VOC2012"
@@ -92,13 +92,21 @@ def test_lattice_barycentric_weights_and_vertices():
     assert np.array_equal(twin.offset[:500], twin.offset[500:]) and np.array_equal(twin.bary[:500], twin.bary[500:])
 
 
-def test_fused_inference_equals_unfused_steps(shared_data):
+@pytest.mark.parametrize("num_labels, threads, kernels", [(21, 1, 2), (21, 2, 2), (2, 1, 2), (40, 1, 2), (21, 1, 1)])
+def test_fused_inference_equals_unfused_steps(shared_data, num_labels, threads, kernels):
+    """The fused pass (label rows in registers up to 32 labels, a scratch row beyond; serial and parallel
+    builds; one or two kernels) equals plain filter + softmax steps."""
     img, gt = voc_crop(shared_data, 2)
-    unary = coarse_unary(gt, 21)
-    mf = MeanField(unary)
-    mf.add(LatticeKernel(bilateral_features(img, 60, 8), "NORMALIZE_SYMMETRIC"), 5)
-    mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), np.linspace(1, 3, 21))
-    assert np.allclose(mf.inference(5, fused=True), mf.inference(5, fused=False), atol=1e-5)
+    unary = coarse_unary(np.where(gt == 255, 255, gt % num_labels), num_labels)
+    with numba_threads(threads):
+        mf = MeanField(unary)
+        mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), np.linspace(1, 3, num_labels))
+        if kernels == 2:
+            mf.add(LatticeKernel(bilateral_features(img, 60, 8), "NORMALIZE_SYMMETRIC"), 5)
+        fused, unfused, q0 = mf.inference(5, fused=True), mf.inference(5, fused=False), mf.inference(0)
+    assert fused.shape == (gt.size, num_labels)
+    assert np.allclose(fused, unfused, atol=1e-5)
+    assert np.abs(fused - q0).mean() > 1e-3  # the kernels did change Q
 
 
 def test_meanfield_decreases_kl_divergence(shared_data):

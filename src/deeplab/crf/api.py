@@ -160,7 +160,8 @@ def resolve_params(params: CRFParams | None, overrides: dict) -> CRFParams:
 
 
 def build_meanfield(image: np.ndarray, unary_nl: np.ndarray, params: CRFParams) -> MeanField:
-    """MeanField for a validated image (H, W, 3) uint8 and unary (N, L) with params' two Potts kernels."""
+    """MeanField for a validated image (H, W, 3) uint8 and unary (N, L) (any strides) with params' two
+    Potts kernels."""
     h, w = image.shape[:2]
     mf = MeanField(unary_nl)
     if params.bi_w != 0:
@@ -180,11 +181,10 @@ def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | No
     h, w = image.shape[:2]
     unary = check_label_maps(unary, (h, w), "unary")
     num_labels = unary.shape[0]
-    u = np.ascontiguousarray(unary.reshape(num_labels, h * w).T)
     with numba_threads(threads):
-        mf = build_meanfield(image, u, params)
+        mf = build_meanfield(image, unary.reshape(num_labels, h * w).T, params)
         q = mf.inference(params.iterations)
-    return np.ascontiguousarray(q.T.reshape(num_labels, h, w))
+    return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,

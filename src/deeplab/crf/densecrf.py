@@ -89,7 +89,7 @@ class DenseCRF:
             raise InputError(f"setUnaryEnergy: unary must be floating point, got {u.dtype}")
         if not np.all(np.isfinite(u)):
             raise InputError("setUnaryEnergy: unary has non-finite values (NaN/inf); clip probabilities before -log")
-        self._unary = np.ascontiguousarray(u.T, dtype=np.float32)
+        self._unary = np.array(u, dtype=np.float32)  # (L, N) copy
 
     def setUnary(self, u) -> None:  # noqa: N802
         """Alias of setUnaryEnergy (pydensecrf accepts a unary array here too)."""
@@ -112,8 +112,8 @@ class DenseCRF:
         self._pairwise.append((kern, c))
 
     def _model(self) -> MeanField:
-        unary = self._unary if self._unary is not None else np.zeros((self._nvar, self._nlabels), np.float32)
-        mf = MeanField(unary)
+        unary = self._unary if self._unary is not None else np.zeros((self._nlabels, self._nvar), np.float32)
+        mf = MeanField(unary.T)
         for kern, c in self._pairwise:
             mf.add(kern, c)
         return mf
@@ -123,14 +123,13 @@ class DenseCRF:
         if int(n_iterations) < 0:
             raise InputError(f"inference: n_iterations must be >= 0, got {n_iterations}")
         with numba_threads():
-            q = self._model().inference(int(n_iterations))
-        return np.ascontiguousarray(q.T)
+            return np.ascontiguousarray(self._model().inference(int(n_iterations)).T)
 
     def startInference(self):  # noqa: N802
         """(Q, tmp1, tmp2): Q0 = softmax(-U) as (nlabels, nvar) float32, plus two scratch arrays."""
         with numba_threads():
-            q = self._model().inference(0)
-        return np.ascontiguousarray(q.T), np.zeros_like(q.T), np.zeros_like(q.T)
+            q = np.ascontiguousarray(self._model().inference(0).T)
+        return q, np.zeros_like(q), np.zeros_like(q)
 
     def stepInference(self, Q, tmp1, tmp2) -> None:  # noqa: N802, N803
         """One mean-field update of Q (nlabels, nvar) float32 in place; tmp1/tmp2 are unused scratch."""
@@ -148,7 +147,7 @@ class DenseCRF:
         if Q.shape != (self._nlabels, self._nvar):
             raise InputError(f"klDivergence: Q must be ({self._nlabels}, {self._nvar}), got {Q.shape}")
         with numba_threads():
-            return self._model().kl_divergence(np.ascontiguousarray(Q.T))
+            return self._model().kl_divergence(Q.T)
 
 
 class DenseCRF2D(DenseCRF):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from deeplab.crf.simd import copy_row, gather_rows, scatter_rows, softmax_row
+from deeplab.crf.simd import MAX_REGISTER_LABELS, copy_row, gather_rows, meanfield_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
@@ -378,20 +378,26 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
     """One fused mean-field update over all pixels, all kernels, all labels.
 
     For every pixel i (in C chunks, in parallel): energy = -U_i [+ sum_k slice_k(verts_k)_i if gather];
-    Q_i = softmax(energy); write Q_i to q_out if write_q; if scatter, splat Q_i into each kernel's
-    private buffer bufs[k][chunk] for the next update (summed afterwards by _reduce_chunks).
+    Q_i = softmax(energy); if write_q, write its first L' labels to q_out (L', N) (label-major); if scatter,
+    splat Q_i into each kernel's private buffer bufs[k][chunk] for the next update (summed afterwards by
+    _reduce_chunks).
     verts (M_k+1, L), offsets / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): equal-length tuples,
-    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0.
+    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
+    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through a scratch row.
     """
     n, nl = neg_unary.shape
     nk = len(offsets)
     nchunks = bufs[0].shape[0]
     for c in prange(nchunks):
-        e = np.empty(nl, np.float32)
         if scatter:
             for t in range(nk):
                 bufs[t][c] = 0.0
         lo, hi = _chunk(c, nchunks, n)
+        if nl <= MAX_REGISTER_LABELS:
+            meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter,
+                           write_q)
+            continue
+        e = np.empty(nl, np.float32)
         for i in range(lo, hi):
             copy_row(e, neg_unary[i])
             if gather:
@@ -399,7 +405,8 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                     gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
             softmax_row(e)
             if write_q:
-                copy_row(q_out[i], e)
+                for k in range(q_out.shape[0]):
+                    q_out[k, i] = e[k]
             if scatter:
                 for t in range(nk):
                     scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
@@ -491,6 +498,38 @@ def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray |
     out = np.empty((n, nl), np.float32)
     kernel("_slice")(verts, lattice.offset, np.ascontiguousarray(w_out, np.float32), out)
     return out[:, :num_values]
+
+
+@njit(cache=True, fastmath=True)
+def _splat_ones(offset, bary, m):
+    """Splat of the all-ones signal: (M+1, 1) float32 sum of the barycentric weights at each vertex."""
+    out = np.zeros((m + 1, 1), np.float32)
+    n, d1 = offset.shape
+    for i in range(n):
+        for r in range(d1):
+            out[offset[i, r], 0] += bary[i, r]
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def _slice_scalar(verts, offset, bary, alpha):
+    """alpha * sum_r bary[i, r] verts[offset[i, r], 0] for every point i: (N,) float32."""
+    n, d1 = offset.shape
+    out = np.empty(n, np.float32)
+    for i in range(n):
+        acc = np.float32(0.0)
+        for r in range(d1):
+            acc += bary[i, r] * verts[offset[i, r], 0]
+        out[i] = acc * alpha
+    return out
+
+
+def filter_ones(lattice: Lattice) -> np.ndarray:
+    """K 1: the lattice filter of the all-ones signal, (N,) float32 (normalisation factors come from it);
+    equal to ``lattice_filter(lattice, ones)[:, 0]`` with one lane instead of a padded row."""
+    a = _splat_ones(lattice.offset, lattice.bary, lattice.m)
+    verts = kernel("_blur")(a.copy(), a, np.zeros_like(a), lattice.neighbours, False)
+    return _slice_scalar(verts, lattice.offset, lattice.bary, np.float32(lattice.alpha))
 
 
 _NUMBA_LOCK = threading.RLock()

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from deeplab.crf.exact import gaussian_matrix
-from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, kernel, lattice_filter, padded, splat_buffers,
-                                 threads_in_use)
+from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel, lattice_filter, padded,
+                                 splat_buffers, threads_in_use)
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
 
@@ -47,7 +47,7 @@ class LatticeKernel:
     def __init__(self, features: np.ndarray, normalization: str = "NORMALIZE_SYMMETRIC"):
         self.lattice = build_lattice(features)
         self.normalization = normalization
-        raw = lattice_filter(self.lattice, np.ones((self.lattice.n, 1), np.float32))[:, 0]
+        raw = filter_ones(self.lattice)
         self.in_weight, self.out_weight = normalization_weights(raw, normalization)
         bary = self.lattice.bary
         splat = bary if self.in_weight is None else bary * self.in_weight[:, None]
@@ -120,12 +120,12 @@ class MeanField:
     """
 
     def __init__(self, unary: np.ndarray):
+        """unary: (N, L) float32, any strides (e.g. the transposed view of an (L, N) array)."""
         unary = np.asarray(unary, dtype=np.float32)
         self.num_labels = unary.shape[1]
-        lp = padded(self.num_labels)
         self.unary = unary
-        self.neg_unary = np.full((unary.shape[0], lp), PAD_ENERGY, np.float32)
-        self.neg_unary[:, :self.num_labels] = -unary
+        self.neg_unary = np.full((unary.shape[0], padded(self.num_labels)), PAD_ENERGY, np.float32)
+        np.negative(unary, out=self.neg_unary[:, :self.num_labels])
         self.terms: list[tuple[LatticeKernel | ExactKernel, np.ndarray]] = []
 
     def add(self, kernel: LatticeKernel | ExactKernel, compat) -> None:
@@ -165,16 +165,17 @@ class MeanField:
         return bool(self.terms) and all(isinstance(k, LatticeKernel) and _is_diagonal(c) for k, c in self.terms)
 
     def inference(self, iterations: int, fused: bool = True) -> np.ndarray:
-        """Q after ``iterations`` updates from Q0 = softmax(-U): (N, L) float32."""
+        """Q after ``iterations`` updates from Q0 = softmax(-U): (N, L) float32, a view (``.T`` of the fused
+        path's (L, N) result, so ``np.ascontiguousarray(q.T)`` costs no copy there)."""
         if fused and self.fusable():
-            q = self._inference_fused(iterations)
-        else:
-            q = self.initial()
-            for _ in range(iterations):
-                q = self.step(q)
-        return np.ascontiguousarray(q[:, :self.num_labels])
+            return self._inference_fused(iterations).T
+        q = self.initial()
+        for _ in range(iterations):
+            q = self.step(q)
+        return q[:, :self.num_labels]
 
     def _inference_fused(self, iterations: int) -> np.ndarray:
+        """Q as (L, N) float32."""
         n, lp = self.neg_unary.shape
         chunks = threads_in_use()
         meanfield_pass, reduce_chunks, blur = kernel("_meanfield_pass"), kernel("_reduce_chunks"), kernel("_blur")
@@ -193,7 +194,7 @@ class MeanField:
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
-        q = np.empty((n, lp), np.float32)
+        q = np.empty((self.num_labels, n), np.float32)
         # Q0 = softmax(-U), splatted for the first update
         meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
                        iterations == 0)

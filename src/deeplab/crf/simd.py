@@ -148,11 +148,11 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
 
 
 def _hreduce(builder, vec, combine):
-    """Horizontal reduction of an 8-lane vector to a scalar with ``combine(builder, a, b)``."""
-    lanes = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(_W)]
-    while len(lanes) > 1:
-        lanes = [combine(builder, lanes[k], lanes[k + 1]) for k in range(0, len(lanes), 2)]
-    return lanes[0]
+    """Horizontal reduction of an 8-lane vector to a scalar with ``combine(builder, a, b)`` (3 shuffle steps)."""
+    for half in (4, 2, 1):
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), _W), [k + half if k < half else k for k in range(_W)])
+        vec = combine(builder, vec, builder.shuffle_vector(vec, vec, mask))
+    return builder.extract_element(vec, ir.Constant(ir.IntType(32), 0))
 
 
 def _vmax(builder, a, b):
@@ -195,6 +195,11 @@ def _vexp_nonpositive(builder, x):
     return builder.select(small, c(0.0), y)
 
 
+def _reciprocal_splat(builder, x):
+    """8 lanes of 1 / x for a float scalar x."""
+    return _splat(builder, builder.fdiv(ir.Constant(ir.FloatType(), 1.0), x, flags=_FAST))
+
+
 @intrinsic
 def softmax_row(typingctx, e):
     """e[:L] = softmax(e[:L]) in place; e: (L,) C-contiguous float32, L % 8 == 0, entries finite."""
@@ -217,8 +222,7 @@ def softmax_row(typingctx, e):
             y = _vexp_nonpositive(builder, builder.fsub(_vload(builder, p, kb), mx, flags=_FAST))
             _vstore(builder, y, p, kb)
             builder.store(builder.fadd(builder.load(acc), y, flags=_FAST), acc)
-        inv = _splat(builder, builder.fdiv(ir.Constant(ir.FloatType(), 1.0),
-                                           _hreduce(builder, builder.load(acc), _vadd), flags=_FAST))
+        inv = _reciprocal_splat(builder, _hreduce(builder, builder.load(acc), _vadd))
         with cgutils.for_range(builder, nchunks) as ch:
             kb = builder.mul(ch.index, ir.Constant(intp, _W))
             _vstore(builder, builder.fmul(_vload(builder, p, kb), inv, flags=_FAST), p, kb)
@@ -240,6 +244,118 @@ def copy_row(typingctx, dst, src):
         with cgutils.for_range(builder, nchunks) as ch:
             kb = builder.mul(ch.index, ir.Constant(intp, _W))
             _vstore(builder, _vload(builder, src_p, kb), dst_arr.data, kb)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _softmax_registers(builder, xs):
+    """softmax over the lanes of the 8-lane vectors xs (a row of 8 * len(xs) labels held in registers)."""
+    m = xs[0]
+    for x in xs[1:]:
+        m = _vmax(builder, m, x)
+    mx = _splat(builder, _hreduce(builder, m, _vmax))
+    ys = [_vexp_nonpositive(builder, builder.fsub(x, mx, flags=_FAST)) for x in xs]
+    total = ys[0]
+    for y in ys[1:]:
+        total = _vadd(builder, total, y)
+    inv = _reciprocal_splat(builder, _hreduce(builder, total, _vadd))
+    return [builder.fmul(y, inv, flags=_FAST) for y in ys]
+
+
+MAX_REGISTER_LABELS = 4 * _W  # meanfield_rows handles label rows up to this width
+
+
+@intrinsic
+def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi,
+                   gather, scatter, write_q):
+    """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
+
+    Per pixel i: e = neg_unary[i] (+ sum over kernels t and corners r of slice_ws[t][i, r] *
+    verts[t][offsets[t][i, r]] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if write_q; if scatter,
+    bufs[t][chunk, offsets[t][i, r]] += splat_ws[t][i, r] * Q_i for every t, r.
+    neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws, splat_ws, bufs: equal-length tuples (one
+    entry per kernel) of (M_t+1, L) float32, (N, R_t) int32, (N, R_t) float32, (N, R_t) float32 and
+    (C, M_t+1, L) float32. L % 8 == 0. Code is generated for each row width of 1-4 vectors; the kernel
+    tuple is unrolled at compile time.
+    """
+    sig = types.void(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter,
+                     write_q)
+
+    def codegen(context, builder, signature, args):
+        nu_v, q_v, verts_v, off_v, slw_v, spw_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
+        ty = signature.args
+        intp = context.get_value_type(types.intp)
+
+        def array(index, value):
+            return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
+                context, builder, value)
+
+        def as_intp(index, value):
+            return context.cast(builder, value, ty[index], types.intp)
+
+        nu = array(0, nu_v)
+        nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
+        q = array(1, q_v)
+        q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
+        chunk = as_intp(7, c_v)
+        kernels = []
+        for t in range(len(ty[2])):
+            off = array((3, t), builder.extract_value(off_v, t))
+            b = array((6, t), builder.extract_value(bufs_v, t))
+            rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
+            kernels.append(dict(
+                verts=array((2, t), builder.extract_value(verts_v, t)).data, off=off.data,
+                nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
+                slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
+                splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
+                bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)])))
+        lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
+        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(4)]  # promoted to registers by mem2reg
+
+        def corners(k, i, weights, body):
+            """body(row start of the corner's vertex, 8 lanes of its weight) for each corner r of pixel i."""
+            first = builder.mul(i, k["nr"])
+            with cgutils.for_range(builder, k["nr"]) as r:
+                e = builder.add(first, r.index)
+                o = builder.sext(builder.load(builder.gep(k["off"], [e])), intp)
+                body(builder.mul(o, nl), _splat(builder, builder.load(builder.gep(k[weights], [e]))))
+
+        def pixels(group):
+            lanes = [ir.Constant(intp, _W * j) for j in range(group)]
+            with cgutils.for_range(builder, builder.sub(hi_i, lo_i)) as loop:
+                i = builder.add(lo_i, loop.index)
+                row = builder.mul(i, nl)
+                for a, kb in zip(accs, lanes):
+                    builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
+                with builder.if_then(gather_v):
+                    for k in kernels:
+                        def gather(base, w, k=k):
+                            for a, kb in zip(accs, lanes):
+                                x = _vload(builder, k["verts"], builder.add(base, kb))
+                                builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
+                        corners(k, i, "slice_w", gather)
+                ys = _softmax_registers(builder, [builder.load(a) for a in accs[:group]])
+                with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
+                    for g, y in enumerate(ys):
+                        for j in range(_W):
+                            k = ir.Constant(intp, _W * g + j)
+                            with builder.if_then(builder.icmp_signed("<", k, q_labels)):
+                                builder.store(builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
+                                              builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]))
+                with builder.if_then(scatter_v):
+                    for k in kernels:
+                        def scatter(base, w, k=k):
+                            for y, kb in zip(ys, lanes):
+                                at = builder.add(base, kb)
+                                _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
+                                                       builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
+                        corners(k, i, "splat_w", scatter)
+
+        groups = builder.sdiv(nl, ir.Constant(intp, _W))
+        for group in range(1, 5):
+            with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
+                pixels(group)
         return context.get_dummy_value()
 
     return sig, codegen
