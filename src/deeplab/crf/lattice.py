@@ -111,76 +111,126 @@ def _rehash(keys, m, d, capacity):
     return table
 
 
+@njit(cache=True)
+def _find(table, key, shift):
+    """Slot of the packed vertex key in the open-addressing table (2^(64 - shift), 2) int64 of (key, vertex
+    index; -1: empty): where it is, or the empty slot to put it."""
+    mask = table.shape[0] - 1
+    s = ((key * np.int64(-7046029254386353131)) >> shift) & mask  # Fibonacci hashing (the top bits)
+    while table[s, 1] >= 0 and table[s, 0] != key:
+        s = (s + 1) & mask
+    return s
+
+
+@njit(cache=True)
+def _grow(table, shift):
+    """The table re-inserted into twice the slots (shift - 1)."""
+    grown = np.full((2 * table.shape[0], 2), -1, np.int64)
+    for s in range(table.shape[0]):
+        if table[s, 1] >= 0:
+            t = _find(grown, table[s, 0], shift - 1)
+            grown[t, 0] = table[s, 0]
+            grown[t, 1] = table[s, 1]
+    return grown
+
+
+@njit(cache=True, inline="always")
+def _scale(d):
+    """(D,) float64 elevation factors sqrt(2/3) (D+1) / sqrt((j+1)(j+2))."""
+    scale = np.empty(d, np.float64)
+    inv_std = np.sqrt(2.0 / 3.0) * (d + 1)
+    for j in range(d):
+        scale[j] = inv_std / np.sqrt((j + 1.0) * (j + 2.0))
+    return scale
+
+
+BLOCK = 256  # pixels per _simplex_block call
+
+
 @njit(cache=True, parallel=True)
 def _simplices(feat):
     """Enclosing simplex of every feature vector: rem0 (N, D+1) int32 nearest remainder-0 lattice point
     (after the rank wrap-around), rank (N, D+1) int32, bary (N, D+1) float32 barycentric weights."""
     n, d = feat.shape
     d1 = d + 1
-    scale = np.empty(d, np.float64)
-    inv_std = np.sqrt(2.0 / 3.0) * d1
-    for j in range(d):
-        scale[j] = inv_std / np.sqrt((j + 1.0) * (j + 2.0))
+    scale = _scale(d)
     rem0_all = np.empty((n, d1), np.int32)
     rank_all = np.empty((n, d1), np.int32)
     bary = np.empty((n, d1), np.float32)
     nchunks = 64
     for c in prange(nchunks):
-        elevated = np.empty(d1, np.float64)
-        rem0 = np.empty(d1, np.int64)
-        rank = np.empty(d1, np.int64)
-        b = np.empty(d1 + 1, np.float64)
+        work = np.empty((4, d1 + 1, BLOCK), np.float64)
         lo, hi = _chunk(c, nchunks, n)
-        for i in range(lo, hi):
-            _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary)
+        for i0 in range(lo, hi, BLOCK):
+            nb = min(BLOCK, hi - i0)
+            _simplex_block(feat, i0, nb, scale, work)
+            for p in range(nb):
+                for j in range(d1):
+                    rem0_all[i0 + p, j] = np.int32(work[1, j, p])
+                    rank_all[i0 + p, j] = np.int32(work[2, j, p])
+                    bary[i0 + p, j] = work[3, j, p]
     return rem0_all, rank_all, bary
 
 
 @njit(cache=True, inline="always")
-def _simplex(feat, i, scale, elevated, rem0, rank, b, rem0_all, rank_all, bary):
-    """Enclosing simplex of feature row i (scratch: elevated, rem0, rank, b) -> row i of the outputs."""
+def _simplex_block(feat, i0, nb, scale, work):
+    """Enclosing simplices of feature rows i0 .. i0+nb-1 (nb <= B), pixel p in column p of work (4, D+2, B)
+    float64: work[1, :D+1] nearest remainder-0 lattice point (after the rank wrap-around), work[2, :D+1]
+    rank, work[3, :D+1] barycentric weights (work[0] and row D+1: scratch). Loops over p innermost (SIMD)."""
     d = feat.shape[1]
     d1 = d + 1
-    # elevate onto the hyperplane sum(x) = 0
-    sm = 0.0
+    el, rem, rank, res = work[0], work[1], work[2], work[3]
+    # elevate onto the hyperplane sum(x) = 0 (running sum in el[d1])
+    for p in range(nb):
+        el[d1, p] = 0.0
+        rem[d1, p] = 0.0
     for j in range(d, 0, -1):
-        cf = feat[i, j - 1] * scale[j - 1]
-        elevated[j] = sm - j * cf
-        sm += cf
-    elevated[0] = sm
-    # nearest remainder-0 point, then the rank of each coordinate's residual
-    rank[:] = 0
-    b[:] = 0.0
-    total = 0
+        for p in range(nb):
+            cf = feat[i0 + p, j - 1] * scale[j - 1]
+            el[j, p] = el[d1, p] - j * cf
+            el[d1, p] += cf
+    for p in range(nb):
+        el[0, p] = el[d1, p]
+    # nearest remainder-0 point (sum of rem / (D+1) in rem[d1]), residuals
     for j in range(d1):
-        v = elevated[j] / d1
-        up = np.ceil(v) * d1
-        down = np.floor(v) * d1
-        rem0[j] = np.int64(up) if up - elevated[j] < elevated[j] - down else np.int64(down)
-        total += rem0[j] // d1
-    for j in range(d):
-        dj = elevated[j] - rem0[j]
+        for p in range(nb):
+            e = el[j, p]
+            v = e / d1
+            up = np.ceil(v)
+            down = np.floor(v)
+            k = down + (1.0 if up * d1 - e < e - down * d1 else 0.0)  # (up = down + 1 unless v is whole)
+            rem[j, p] = k * d1
+            rem[d1, p] += k
+            res[j, p] = e - k * d1
+    # rank of each residual (ties: the earlier coordinate ranks higher), shifted by the sum, wrapped to 0..D
+    for j in range(d1):
+        for p in range(nb):
+            rank[j, p] = rem[d1, p]
+        for k in range(j):
+            for p in range(nb):
+                rank[j, p] += 1.0 if res[k, p] >= res[j, p] else 0.0
         for k in range(j + 1, d1):
-            below = np.int64(dj < elevated[k] - rem0[k])  # branch-free: the comparisons are unpredictable
-            rank[j] += below
-            rank[k] += 1 - below
+            for p in range(nb):
+                rank[j, p] += 1.0 if res[k, p] > res[j, p] else 0.0
     for j in range(d1):
-        rank[j] += total
-        if rank[j] < 0:
-            rank[j] += d1
-            rem0[j] += d1
-        elif rank[j] > d:
-            rank[j] -= d1
-            rem0[j] -= d1
-    for j in range(d1):
-        v = (elevated[j] - rem0[j]) / d1
-        b[d - rank[j]] += v
-        b[d - rank[j] + 1] -= v
-    b[0] += 1.0 + b[d1]
-    for j in range(d1):
-        rem0_all[i, j] = rem0[j]
-        rank_all[i, j] = rank[j]
-        bary[i, j] = b[j]
+        for p in range(nb):
+            r = rank[j, p]
+            wrap = ((1.0 if r < 0 else 0.0) - (1.0 if r > d else 0.0)) * d1
+            rank[j, p] = r + wrap
+            rem[j, p] += wrap
+            res[j, p] = (el[j, p] - rem[j, p]) / d1
+    # barycentric weights: differences of the residuals sorted by rank (in el)
+    for r in range(d1):
+        for p in range(nb):
+            el[r, p] = 0.0
+        for j in range(d1):
+            for p in range(nb):
+                el[r, p] += res[j, p] if rank[j, p] == r else 0.0
+    for p in range(nb):
+        res[0, p] = el[d, p] + (1.0 - el[0, p])
+    for t in range(1, d1):
+        for p in range(nb):
+            res[t, p] = el[d - t, p] - el[d - t + 1, p]
 
 
 @njit(cache=True)
@@ -248,6 +298,107 @@ def _vertices(rem0, rank):
     return offset, table, keys, m
 
 
+def _packed_vertices(feat, rem0_all, rank_all, bary, fused, lo, mult):
+    """Hash the D+1 vertices of every pixel's simplex, in pixel order, with vertex coordinates j < D packed
+    into one int64 key sum_j (x_j - lo[j]) mult[j] (see _key_layout): offset (N, D+1) int32, the table
+    (C, 2) int64 of _find, M.
+
+    fused: compute each simplex here and write bary (N, D+1) float32 (the serial build; rem0_all and
+    rank_all unused); otherwise read rem0_all, rank_all (N, D+1) int32 from _simplices.
+    """
+    n, d = feat.shape
+    offset = np.empty((n, d + 1), np.int32)
+    table = np.full((1 << 14, 2), -1, np.int64)
+    shift = 64 - 14
+    i = m = 0
+    while True:
+        i, m = _packed_pass(feat, rem0_all, rank_all, bary, fused, lo, mult, table, shift, offset, i, m)
+        if i == n:
+            return offset, table, m
+        table = _grow(table, shift)
+        shift -= 1
+
+
+@njit(cache=True, fastmath=True)
+def _packed_pass(feat, rem0_all, rank_all, bary, fused, lo, mult, table, shift, offset, start, m):
+    """_packed_vertices from pixel ``start`` (M = m so far) until the table gets half full: (stop, M).
+
+    Pixels in a small cache of recent simplices reuse their vertex indices. (A separate pass per table
+    size: reassigning the table inside the pixel loop would cost numba reference counting per lookup.)
+    """
+    n, d = feat.shape
+    d1 = d + 1
+    scale = _scale(d)
+    work = np.empty((4, d1 + 1, BLOCK), np.float64)
+    perm = np.empty(d1, np.int64)
+    ones = mult.sum()  # key step +1 in every coordinate
+    # simplex ids of B pixels at a time: vertex 0's key, the ranks in 4-bit fields (D < 16), and their slot
+    # in a direct-mapped cache of recent simplices
+    sid = np.empty((3, BLOCK), np.int64)
+    cache_size = 64
+    while cache_size < min(n, 16384):
+        cache_size *= 2
+    cache_id = np.full((cache_size, 2), -1, np.int64)
+    cache_off = np.empty((cache_size, d1), np.int32)
+    for i in range(start - start % BLOCK, n):
+        p = i % BLOCK
+        if p == 0 or i == start:
+            i0 = i - p
+            nb = min(BLOCK, n - i0)
+            if fused:
+                _simplex_block(feat, i0, nb, scale, work)
+            else:
+                for j in range(d1):
+                    for q in range(nb):
+                        work[1, j, q] = rem0_all[i0 + q, j]
+                        work[2, j, q] = rank_all[i0 + q, j]
+            for q in range(nb):
+                sid[0, q] = 0
+                sid[1, q] = 0
+            for j in range(d):
+                for q in range(nb):
+                    sid[0, q] += (np.int64(work[1, j, q]) - lo[j]) * mult[j]
+            for j in range(d1):
+                for q in range(nb):
+                    sid[1, q] |= np.int64(work[2, j, q]) << np.int64(4 * j)
+            for q in range(nb):
+                h = (sid[0, q] ^ (sid[1, q] * np.int64(0x2545F491))) * np.int64(-7046029254386353131)
+                sid[2, q] = (h >> np.int64(32)) & (cache_size - 1)
+        if i < start:
+            continue
+        if fused:
+            for j in range(d1):
+                bary[i, j] = work[3, j, p]
+        key0 = sid[0, p]
+        code = sid[1, p]
+        c = sid[2, p]
+        if cache_id[c, 0] == key0 and cache_id[c, 1] == code:
+            for r in range(d1):
+                offset[i, r] = cache_off[c, r]
+            continue
+        if 2 * (m + d1) > table.shape[0]:
+            return i, m
+        # vertex r + 1 = vertex r + 1 in every coordinate, -D in the one of rank D - r
+        for j in range(d1):
+            perm[np.int64(work[2, j, p])] = j
+        key = key0
+        for r in range(d1):
+            s = _find(table, key, shift)
+            if table[s, 1] < 0:
+                table[s, 0] = key
+                table[s, 1] = m
+                m += 1
+            offset[i, r] = table[s, 1]
+            cache_off[c, r] = table[s, 1]
+            key += ones
+            j = perm[d - r]
+            if j < d:
+                key -= d1 * mult[j]
+        cache_id[c, 0] = key0
+        cache_id[c, 1] = code
+    return n, m
+
+
 @njit(cache=True, parallel=True)
 def _blur_neighbours(table, keys, m, d):
     """(D+1, M, 2) int32: the two lattice neighbours of every vertex along every axis (M if absent)."""
@@ -270,19 +421,113 @@ def _blur_neighbours(table, keys, m, d):
     return nb
 
 
+@njit(cache=True, parallel=True)
+def _packed_neighbours(table, m, delta):
+    """(D+1, M, 2) int32 blur neighbours (M if absent) from the _packed_vertices table; delta (D+1,) int64:
+    packed key step to the first neighbour along each axis (-delta: the second)."""
+    d1 = delta.shape[0]
+    capacity = table.shape[0]
+    shift = np.int64(64)
+    while 1 << (64 - shift) < capacity:
+        shift -= 1
+    nb = np.empty((d1, m, 2), np.int32)
+    nchunks = 64
+    for c in prange(nchunks):
+        lo, hi = _chunk(c, nchunks, capacity)
+        for s in range(lo, hi):
+            e = table[s, 1]
+            if e < 0:
+                continue
+            for j in range(d1):
+                f1 = table[_find(table, table[s, 0] + delta[j], shift), 1]
+                f2 = table[_find(table, table[s, 0] - delta[j], shift), 1]
+                nb[j, e, 0] = f1 if f1 >= 0 else m
+                nb[j, e, 1] = f2 if f2 >= 0 else m
+    return nb
+
+
+@njit(cache=True)
+def _bounds(feat):
+    """Per-column minimum and maximum (D,) float64 of feat (N, D); minimum NaN if feat has a NaN."""
+    n, d = feat.shape
+    flat = feat.ravel()
+    lanes = 16 * d  # reduce 16 rows at a time (SIMD), lane t holding column t % d
+    lo = flat[:lanes].copy() if n >= 16 else np.full(lanes, flat[0])
+    hi = lo.copy()
+    nan = False
+    for k in range(0, n * d, lanes):
+        chunk = flat[k:k + lanes]
+        for t in range(chunk.shape[0]):
+            x = chunk[t]
+            lo[t] = min(lo[t], x)
+            hi[t] = max(hi[t], x)
+            nan |= np.isnan(x)
+    fmin = np.full(d, np.inf)
+    fmax = np.full(d, -np.inf)
+    for t in range(lanes):
+        fmin[t % d] = min(fmin[t % d], lo[t])
+        fmax[t % d] = max(fmax[t % d], hi[t])
+    if nan:
+        fmin[:] = np.nan
+    return fmin, fmax
+
+
+def _key_layout(fmin: np.ndarray, fmax: np.ndarray):
+    """Packing of vertex coordinates j < D into one int64 key sum_j (x_j - lo[j]) mult[j] (mixed radix),
+    from the feature bounds fmin, fmax (D,): lo, mult (D,) int64 and delta (D+1,) int64 (key step to the
+    first blur neighbour along each axis); None when the coordinates' ranges do not fit or D > 15. The
+    ranges cover every vertex and blur neighbour with a margin, so packed keys add like coordinates."""
+    d = fmin.shape[0]
+    d1 = d + 1
+    if d > 15:
+        return None
+    scale = np.sqrt(2.0 / 3.0) * d1 / np.sqrt(np.arange(1.0, d1) * np.arange(2.0, d1 + 1))
+    # elevated[j] = sum_{k > j} cf_k - j cf_j (1-based cf_k = f_{k-1} scale_{k-1}), elevated[0] = sum cf_k
+    elo, ehi = np.empty(d1), np.empty(d1)
+    smlo = smhi = 0.0
+    for j in range(d, 0, -1):
+        clo, chi = fmin[j - 1] * scale[j - 1], fmax[j - 1] * scale[j - 1]
+        elo[j], ehi[j] = smlo - j * chi, smhi - j * clo
+        smlo, smhi = smlo + clo, smhi + chi
+    elo[0], ehi[0] = smlo, smhi
+    lo, mult = np.empty(d, np.int64), np.empty(d, np.int64)
+    place = 1
+    for j in range(d):
+        lo[j] = (int(np.floor(elo[j] / d1)) - 4) * d1
+        mult[j] = place
+        place *= (int(np.ceil(ehi[j] / d1)) + 4) * d1 - int(lo[j]) + 1
+        if place > 2 ** 62:
+            return None
+    delta = np.full(d1, -int(mult.sum()), np.int64)
+    delta[:d] += d1 * mult
+    return lo, mult, delta
+
+
 def build_lattice(features: np.ndarray) -> Lattice:
     """features: (N, D) float, already divided by the kernel standard deviations (D >= 1)."""
     feat = np.ascontiguousarray(features, dtype=np.float32)
     if feat.ndim != 2 or feat.shape[1] < 1 or feat.shape[0] < 1:
         raise ValueError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
-    span = float(np.abs(feat).max()) if np.all(np.isfinite(feat)) else float("inf")
+    fmin, fmax = _bounds(feat)
+    span = max(-fmin.min(), fmax.max()) if np.isfinite(fmin).all() and np.isfinite(fmax).all() else np.inf
     if span * np.sqrt(2.0 / 3.0) * (feat.shape[1] + 1) ** 2 > 2 ** 30:
         raise ValueError(f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
                          f"the lattice coordinates would overflow; use larger standard deviations")
-    rem0, rank, bary = kernel("_simplices")(feat)
-    offset, table, keys, m = _vertices(rem0, rank)
-    neighbours = kernel("_blur_neighbours")(table, keys, m, feat.shape[1])
-    return Lattice(offset, bary, neighbours)
+    layout = _key_layout(fmin, fmax)
+    if layout is None:  # general path: vertex keys of D int32 coordinates
+        rem0, rank, bary = kernel("_simplices")(feat)
+        offset, table, keys, m = _vertices(rem0, rank)
+        neighbours = kernel("_blur_neighbours")(table, keys, m, feat.shape[1])
+        return Lattice(offset, bary, neighbours)
+    lo, mult, delta = layout
+    if _serial_mode():  # one fused pass: simplices, barycentric weights and vertex hashing
+        unused = np.empty((0, 0), np.int32)
+        bary = np.empty((feat.shape[0], feat.shape[1] + 1), np.float32)
+        offset, table, m = _packed_vertices(feat, unused, unused, bary, True, lo, mult)
+    else:
+        rem0, rank, bary = kernel("_simplices")(feat)
+        offset, table, m = _packed_vertices(feat, rem0, rank, bary, False, lo, mult)
+    return Lattice(offset, bary, kernel("_packed_neighbours")(table, m, delta))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,8 +669,8 @@ def _serial_twin(dispatcher):
     return njit(cache=True, fastmath=True)(g)
 
 
-_PARALLEL = {f.__name__: f for f in (_simplices, _blur_neighbours, _reduce_chunks, _splat, _blur, softmax_rows,
-                                       _slice, _meanfield_pass)}
+_PARALLEL = {f.__name__: f for f in (_simplices, _blur_neighbours, _packed_neighbours, _reduce_chunks, _splat, _blur,
+                                       softmax_rows, _slice, _meanfield_pass)}
 _SERIAL = {name: _serial_twin(f) for name, f in _PARALLEL.items()}
 _LOCAL = threading.local()
 _LAUNCH_PID: int | None = None  # process that started numba's thread pool
