@@ -7,6 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from numba import njit
 
 from deeplab.crf.lattice import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
@@ -85,8 +86,29 @@ def check_image(image, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def check_label_maps(arr, hw: tuple[int, int], name: str) -> np.ndarray:
-    """Validate per-label maps (L, H, W) float, finite, matching the image size. Returns float32 C-contiguous."""
+@njit(cache=True)
+def _map_stats(maps):
+    """maps (L, N) float32 -> (non-finite count, min, max over pixels of |sum over L - 1|) in one pass
+    (per-pixel running sums and minima, so the label loop vectorises)."""
+    nl, n = maps.shape
+    sums = np.zeros(n, np.float64)
+    lows = np.full(n, np.inf, np.float32)
+    for k in range(nl):
+        for i in range(n):
+            v = maps[k, i]
+            sums[i] += v
+            lows[i] = min(lows[i], v)
+    low, dev = np.inf, 0.0
+    for i in range(n):
+        low = min(low, lows[i])
+        dev = max(dev, abs(sums[i] - 1.0))
+    if np.isfinite(sums.sum()):  # a NaN or inf makes its pixel's sum, and so the total, non-finite
+        return 0, low, dev
+    return int(np.sum(~np.isfinite(maps))), low, dev
+
+
+def _checked_maps(arr, hw: tuple[int, int], name: str):
+    """Validate per-label maps (L, H, W): -> (float32 C-contiguous copy or view, min, max |sum over L - 1|)."""
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{name} must be a numpy array (L, H, W), got {type(arr).__name__}")
     if arr.ndim != 3:
@@ -103,29 +125,39 @@ def check_label_maps(arr, hw: tuple[int, int], name: str) -> np.ndarray:
         if arr.shape[:2] == (h, w):
             raise InputError(f"{name} looks channels-last {arr.shape}; pass (L, H, W), e.g. {name}.transpose(2, 0, 1)")
         raise InputError(f"{name} is {arr.shape[1:]} (H, W) but the image is ({h}, {w})")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise InputError(f"{name} has {int(bad.sum())} non-finite values (NaN/inf)")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    maps = np.ascontiguousarray(arr, dtype=np.float32)
+    bad, low, dev = _map_stats(maps.reshape(maps.shape[0], -1))
+    if bad:
+        raise InputError(f"{name} has {bad} non-finite values (NaN/inf)")
+    return maps, float(low), dev
+
+
+def check_label_maps(arr, hw: tuple[int, int], name: str) -> np.ndarray:
+    """Validate per-label maps (L, H, W) float, finite, matching the image size. Returns float32 C-contiguous."""
+    return _checked_maps(arr, hw, name)[0]
 
 
 def check_probs(probs, hw: tuple[int, int], name: str = "probs", atol: float = 1e-3) -> np.ndarray:
     """check_label_maps + probabilities: >= 0 and summing to 1 over L (within atol)."""
-    p = check_label_maps(probs, hw, name)
-    if p.min() < 0:
-        raise InputError(f"{name} has negative values (min {p.min():.4g}); pass probabilities, "
+    p, low, dev = _checked_maps(probs, hw, name)
+    if low < 0:
+        raise InputError(f"{name} has negative values (min {low:.4g}); pass probabilities, "
                          f"or logits via dense_crf_unary(image, unary_from_logits(logits))")
-    err = np.abs(p.sum(0, dtype=np.float64) - 1.0).max()
-    if err > atol:
-        raise InputError(f"{name} must sum to 1 over labels (axis 0); max deviation {err:.4g}. "
+    if dev > atol:
+        raise InputError(f"{name} must sum to 1 over labels (axis 0); max deviation {dev:.4g}. "
                          f"Softmax your scores first, or use dense_crf_unary with unary_from_logits")
     return p
 
 
-def pixel_grid(h: int, w: int) -> np.ndarray:
-    """(H*W, 2) float32 (x, y) pixel coordinates in row-major order."""
-    ys, xs = np.mgrid[0:h, 0:w]
-    return np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+def gaussian_features(h: int, w: int, xy_std, out: np.ndarray | None = None) -> np.ndarray:
+    """(H*W, 2) float32 (x/sx, y/sy) in row-major pixel order; xy_std: a number or (sx, sy).
+    out: optional (H*W, >= 2) float32 array whose first two columns receive them (returned)."""
+    sx, sy = np.broadcast_to(np.asarray(xy_std, np.float32), (2,))
+    out = np.empty((h * w, 2), np.float32) if out is None else out
+    grid = out.reshape(h, w, out.shape[1])
+    grid[..., 0] = np.arange(w, dtype=np.float32) / sx
+    grid[..., 1] = (np.arange(h, dtype=np.float32) / sy)[:, None]
+    return out
 
 
 def bilateral_features(image: np.ndarray, xy_std, rgb_std) -> np.ndarray:
@@ -133,14 +165,10 @@ def bilateral_features(image: np.ndarray, xy_std, rgb_std) -> np.ndarray:
 
     xy_std: a number or (sx, sy); rgb_std: a number or one std per channel."""
     h, w = image.shape[:2]
-    xy = gaussian_features(h, w, xy_std)
-    col = image.reshape(h * w, -1).astype(np.float32) / np.asarray(rgb_std, np.float32)
-    return np.concatenate([xy, col], 1)
-
-
-def gaussian_features(h: int, w: int, xy_std) -> np.ndarray:
-    """(H*W, 2) float32 (x/sx, y/sy); xy_std: a number or (sx, sy)."""
-    return pixel_grid(h, w) / np.asarray(xy_std, np.float32)
+    colours = image.reshape(h * w, -1)
+    out = gaussian_features(h, w, xy_std, np.empty((h * w, 2 + colours.shape[1]), np.float32))
+    np.divide(colours, np.asarray(rgb_std, np.float32), out=out[:, 2:], dtype=np.float32)
+    return out
 
 
 def resolve_params(params: CRFParams | None, overrides: dict) -> CRFParams:
@@ -172,19 +200,22 @@ def build_meanfield(image: np.ndarray, unary_nl: np.ndarray, params: CRFParams) 
     return mf
 
 
+def _refine(image: np.ndarray, unary: np.ndarray, params: CRFParams, threads: int | None) -> np.ndarray:
+    """Mean field for a validated image (H, W, 3) uint8 and unary (L, H, W) float32 -> Q (L, H, W) float32."""
+    num_labels, h, w = unary.shape
+    with numba_threads(threads):
+        mf = build_meanfield(image, unary.reshape(num_labels, h * w).T, params)
+        q = mf.inference(params.iterations)
+    return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
+
+
 def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None, *,
                     threads: int | None = None, **overrides) -> np.ndarray:
     """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
     per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
     params = resolve_params(params, overrides)
     image = check_image(image)
-    h, w = image.shape[:2]
-    unary = check_label_maps(unary, (h, w), "unary")
-    num_labels = unary.shape[0]
-    with numba_threads(threads):
-        mf = build_meanfield(image, unary.reshape(num_labels, h * w).T, params)
-        q = mf.inference(params.iterations)
-    return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
+    return _refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads)
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,
@@ -199,4 +230,4 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = N
     params = resolve_params(params, overrides)
     image = check_image(image)
     probs = check_probs(probs, image.shape[:2])
-    return dense_crf_unary(image, unary_from_probs(probs), params, threads=threads)
+    return _refine(image, unary_from_probs(probs), params, threads)

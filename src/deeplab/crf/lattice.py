@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from deeplab.crf.simd import MAX_REGISTER_LABELS, copy_row, gather_rows, meanfield_rows, scatter_rows, softmax_row
+from deeplab.crf.simd import MAX_REGISTER_LABELS, blur_row, copy_row, gather_rows, meanfield_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
@@ -589,10 +589,7 @@ def _blur(src, a, b, neighbours, reverse):
             x = b
         y = b if jj % 2 == 1 else a
         for v in prange(m):
-            n1 = neighbours[j, v, 0]
-            n2 = neighbours[j, v, 1]
-            for k in range(nl):
-                y[v, k] = x[v, k] + np.float32(0.5) * (x[n1, k] + x[n2, k])
+            blur_row(y, x, v, neighbours[j, v, 0], neighbours[j, v, 1])
     return a if d1 % 2 == 1 else b
 
 

@@ -51,11 +51,15 @@ class LatticeKernel:
         self.in_weight, self.out_weight = normalization_weights(raw, normalization)
         bary = self.lattice.bary
         splat = bary if self.in_weight is None else bary * self.in_weight[:, None]
-        slice_ = bary * np.float32(self.lattice.alpha)
+        self.splat_w = np.ascontiguousarray(splat, np.float32)  # (N, D+1) splat weights incl. normalisation
+
+    def slice_weights(self, scale: float = 1.0) -> np.ndarray:
+        """(N, D+1) float32 slice weights: barycentric weights x alpha x output normalisation x scale."""
+        factor = np.float32(self.lattice.alpha * scale)
         if self.out_weight is not None:
-            slice_ = slice_ * self.out_weight[:, None]
-        self.splat_w = np.ascontiguousarray(splat, np.float32)   # (N, D+1) splat weights incl. normalisation
-        self.slice_w = np.ascontiguousarray(slice_, np.float32)  # (N, D+1) slice weights incl. alpha, norm.
+            factor = self.out_weight.astype(np.float32) * factor
+            return self.lattice.bary * factor[:, None]
+        return self.lattice.bary * factor
 
     @property
     def n(self) -> int:
@@ -188,9 +192,9 @@ class MeanField:
         for k, c in self.terms:
             scale = -np.diag(c)[:self.num_labels]
             uniform = np.all(scale == scale[0])
-            slice_ws.append(k.slice_w * scale[0] if uniform else k.slice_w)
+            slice_ws.append(k.slice_weights(scale[0] if uniform else 1.0))
             label_scales.append(None if uniform else -np.diag(c))
-        slice_ws = tuple(np.ascontiguousarray(w, np.float32) for w in slice_ws)
+        slice_ws = tuple(slice_ws)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)

@@ -147,6 +147,42 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
     return sig, codegen
 
 
+@intrinsic
+def blur_row(typingctx, y, x, v, n1, n2):
+    """y[v, :L] = x[v, :L] + (x[n1, :L] + x[n2, :L]) / 2: the [1/2, 1, 1/2] lattice stencil for one vertex.
+
+    y, x: (M+1, L) C-contiguous float32 (distinct arrays); v, n1, n2: row indices. 8-lane groups, then
+    a scalar loop over the last L % 8 lanes.
+    """
+    sig = types.void(y, x, v, n1, n2)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        y_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        x_p = _data(context, builder, signature.args[1], args[1])
+        nl = cgutils.unpack_tuple(builder, y_arr.shape, 2)[1]
+        rows = [builder.mul(context.cast(builder, val, ty, types.intp), nl)
+                for val, ty in zip(args[2:], signature.args[2:])]
+        def stencil(centre, left, right, half):
+            return builder.fadd(centre, builder.fmul(half, builder.fadd(left, right, flags=_FAST), flags=_FAST),
+                                flags=_FAST)
+
+        groups = builder.sdiv(nl, ir.Constant(intp, _W))
+        with cgutils.for_range(builder, groups) as g:
+            kb = builder.mul(g.index, ir.Constant(intp, _W))
+            vecs = [_vload(builder, x_p, builder.add(r, kb)) for r in rows]
+            _vstore(builder, stencil(*vecs, _splat(builder, ir.Constant(ir.FloatType(), 0.5))), y_arr.data,
+                    builder.add(rows[0], kb))
+        tail = builder.mul(groups, ir.Constant(intp, _W))
+        with cgutils.for_range(builder, builder.sub(nl, tail)) as k:
+            at = [builder.gep(x_p, [builder.add(r, builder.add(tail, k.index))]) for r in rows]
+            out = stencil(*[builder.load(a) for a in at], ir.Constant(ir.FloatType(), 0.5))
+            builder.store(out, builder.gep(y_arr.data, [builder.add(rows[0], builder.add(tail, k.index))]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def _hreduce(builder, vec, combine):
     """Horizontal reduction of an 8-lane vector to a scalar with ``combine(builder, a, b)`` (3 shuffle steps)."""
     for half in (4, 2, 1):

@@ -7,7 +7,9 @@ import numpy as np
 
 def unary_from_probs(probs: np.ndarray, clip: float = 1e-5) -> np.ndarray:
     """probs: (L, ...) summing to 1 over L -> -log(max(p, clip)), same shape, float32."""
-    return -np.log(np.maximum(np.asarray(probs, dtype=np.float32), np.float32(clip)))
+    u = np.maximum(np.asarray(probs, dtype=np.float32), np.float32(clip))
+    np.log(u, out=u)
+    return np.negative(u, out=u)
 
 
 def unary_from_logits(logits: np.ndarray) -> np.ndarray:
