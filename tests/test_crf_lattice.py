@@ -9,6 +9,7 @@ from deeplab.crf.api import bilateral_features, gaussian_features
 from deeplab.crf.exact import exact_filter
 from deeplab.crf.lattice import build_lattice, lattice_filter, numba_threads
 from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
+from deeplab.crf.unary import unary_from_probs
 
 VOC = "voc_mini/VOC2012"
 
@@ -118,3 +119,17 @@ def test_meanfield_decreases_kl_divergence(shared_data):
     mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), 3)
     kl = [mf.kl_divergence(mf.inference(n)) for n in (0, 1, 3, 10)]
     assert kl[0] > kl[1] > kl[2] >= kl[3] - 1e-3 * abs(kl[3])
+
+
+@pytest.mark.parametrize("num_labels, n", [(21, 4803), (8, 64), (3, 13), (40, 1001)])
+def test_work_array_from_probs_equals_negated_unary(num_labels, n):
+    """MeanField.from_probs (log and transpose in registers, 8 pixels at a time, scalar tail) builds the
+    same -U work array as MeanField(unary_from_probs(p)), padding columns included."""
+    rng = np.random.default_rng(num_labels)
+    p = rng.random((num_labels, n), dtype=np.float32) ** 4  # many values below the 1e-5 clip
+    p /= p.sum(0)
+    fast = MeanField.from_probs(p)
+    ref = MeanField(unary_from_probs(p).T)
+    assert fast.neg_unary.shape == ref.neg_unary.shape
+    assert np.allclose(fast.neg_unary, ref.neg_unary, rtol=1e-6, atol=1e-5)
+    assert np.allclose(fast.unary, -np.log(np.maximum(p, 1e-5)).T, rtol=1e-6, atol=1e-5)

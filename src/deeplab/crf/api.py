@@ -11,7 +11,7 @@ from numba import njit
 
 from deeplab.crf.lattice import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
-from deeplab.crf.unary import unary_from_probs
+from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
 
@@ -187,11 +187,9 @@ def resolve_params(params: CRFParams | None, overrides: dict) -> CRFParams:
     return params
 
 
-def build_meanfield(image: np.ndarray, unary_nl: np.ndarray, params: CRFParams) -> MeanField:
-    """MeanField for a validated image (H, W, 3) uint8 and unary (N, L) (any strides) with params' two
-    Potts kernels."""
+def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> MeanField:
+    """Add params' two Potts kernels (bilateral, Gaussian) for a validated image (H, W, 3) uint8 to mf."""
     h, w = image.shape[:2]
-    mf = MeanField(unary_nl)
     if params.bi_w != 0:
         mf.add(LatticeKernel(bilateral_features(image, params.bi_xy_std, params.bi_rgb_std), params.normalization),
                params.bi_w)
@@ -200,12 +198,15 @@ def build_meanfield(image: np.ndarray, unary_nl: np.ndarray, params: CRFParams) 
     return mf
 
 
-def _refine(image: np.ndarray, unary: np.ndarray, params: CRFParams, threads: int | None) -> np.ndarray:
-    """Mean field for a validated image (H, W, 3) uint8 and unary (L, H, W) float32 -> Q (L, H, W) float32."""
-    num_labels, h, w = unary.shape
+def _refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None,
+            probs: bool) -> np.ndarray:
+    """Mean field for a validated image (H, W, 3) uint8 and label maps (L, H, W) float32 C-contiguous,
+    probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies -> Q (L, H, W) float32."""
+    num_labels, h, w = maps.shape
+    flat = maps.reshape(num_labels, h * w)
     with numba_threads(threads):
-        mf = build_meanfield(image, unary.reshape(num_labels, h * w).T, params)
-        q = mf.inference(params.iterations)
+        mf = MeanField.from_probs(flat, UNARY_CLIP) if probs else MeanField(flat.T)
+        q = add_potts_kernels(mf, image, params).inference(params.iterations)
     return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
 
 
@@ -215,7 +216,7 @@ def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | No
     per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return _refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads)
+    return _refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads, probs=False)
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,
@@ -224,10 +225,10 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = N
 
     image: (H, W, 3) uint8 RGB; probs: (L, H, W) float, >= 0, sums to 1 over L (e.g. an upsampled
     DCNN softmax). params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields,
-    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (None = all). Unary = -log(max(p, 1e-5)).
+    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (None = all). Unary = -log(max(p, 1e-5))
+    (as unary_from_probs).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """
     params = resolve_params(params, overrides)
     image = check_image(image)
-    probs = check_probs(probs, image.shape[:2])
-    return _refine(image, unary_from_probs(probs), params, threads)
+    return _refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True)

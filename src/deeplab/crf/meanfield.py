@@ -15,10 +15,12 @@ NORMALIZE_SYMMETRIC (diag(sqrt n) K diag(sqrt n); pydensecrf's default).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel, lattice_filter, padded,
                                  splat_buffers, threads_in_use)
+from deeplab.crf.simd import rows_from_columns
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
 
@@ -39,6 +41,28 @@ def normalization_weights(raw_norm, normalization: str):
         return None, n
     s = n ** 0.5
     return s, s
+
+
+@njit(cache=True)
+def _energy_rows(maps, width, scale, log_floor):
+    """(N, width) float32 work array from label-major maps (L, N) float32: scale * maps, or
+    scale * log(max(maps, log_floor)) when log_floor > 0; label columns L..width-1 hold PAD_ENERGY.
+    Blocks of 8 pixels go through register transposes."""
+    nl, n = maps.shape
+    out = np.empty((n, width), np.float32)
+    pad = np.float32(PAD_ENERGY)
+    full = n - n % 8
+    for i0 in range(0, full, 8):
+        rows_from_columns(out, maps, i0, scale, pad, log_floor)
+    for i in range(full, n):
+        for k in range(width):
+            if k >= nl:
+                out[i, k] = pad
+            elif log_floor > 0:
+                out[i, k] = scale * np.log(max(maps[k, i], log_floor))
+            else:
+                out[i, k] = scale * maps[k, i]
+    return out
 
 
 class LatticeKernel:
@@ -124,17 +148,32 @@ class MeanField:
     """
 
     def __init__(self, unary: np.ndarray):
-        """unary: (N, L) float32, any strides (e.g. the transposed view of an (L, N) array)."""
-        unary = np.asarray(unary, dtype=np.float32)
-        self.num_labels = unary.shape[1]
-        self.unary = unary
-        self.neg_unary = np.full((unary.shape[0], padded(self.num_labels)), PAD_ENERGY, np.float32)
-        np.negative(unary, out=self.neg_unary[:, :self.num_labels])
+        """unary: (N, L) float32, any strides; fastest as the transposed view of a C-contiguous (L, N) array."""
+        unary_lm = np.ascontiguousarray(np.asarray(unary, dtype=np.float32).T)
+        self._start(_energy_rows(unary_lm, padded(unary_lm.shape[0]), np.float32(-1.0), np.float32(0.0)),
+                    unary_lm.shape[0])
+
+    @classmethod
+    def from_probs(cls, probs: np.ndarray, clip: float = 1e-5) -> "MeanField":
+        """Unary -log(max(p, clip)) from probabilities probs: (L, N) float32 C-contiguous (label-major),
+        computed in one pass (log and transpose in registers)."""
+        mf = cls.__new__(cls)
+        mf._start(_energy_rows(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)), probs.shape[0])
+        return mf
+
+    def _start(self, neg_unary: np.ndarray, num_labels: int) -> None:
+        self.neg_unary = neg_unary  # (N, Lp) work array of -U, padding columns PAD_ENERGY
+        self.num_labels = num_labels
         self.terms: list[tuple[LatticeKernel | ExactKernel, np.ndarray]] = []
 
+    @property
+    def unary(self) -> np.ndarray:
+        """U: (N, L) float32 (a new array)."""
+        return -self.neg_unary[:, :self.num_labels]
+
     def add(self, kernel: LatticeKernel | ExactKernel, compat) -> None:
-        if kernel.n != self.unary.shape[0]:
-            raise ValueError(f"kernel has {kernel.n} points but the unary has {self.unary.shape[0]}")
+        if kernel.n != self.neg_unary.shape[0]:
+            raise ValueError(f"kernel has {kernel.n} points but the unary has {self.neg_unary.shape[0]}")
         c = np.zeros((self.neg_unary.shape[1],) * 2, np.float32)
         c[:self.num_labels, :self.num_labels] = compat_matrix(compat, self.num_labels)
         self.terms.append((kernel, c))

@@ -236,6 +236,40 @@ def _reciprocal_splat(builder, x):
     return _splat(builder, builder.fdiv(ir.Constant(ir.FloatType(), 1.0), x, flags=_FAST))
 
 
+_LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+             -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+
+
+def _vlog_positive(builder, x):
+    """log(x) for positive normal x, 8 lanes (Cephes-style: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+    degree-9 polynomial in m - 1; rel. err ~1e-7)."""
+    def c(v):
+        return _splat(builder, ir.Constant(ir.FloatType(), v))
+
+    def mul(a, b):
+        return builder.fmul(a, b, flags=_FAST)
+
+    def add(a, b):
+        return builder.fadd(a, b, flags=_FAST)
+
+    ivec = ir.VectorType(ir.IntType(32), _W)
+    bits = builder.bitcast(x, ivec)
+    e = builder.sitofp(builder.sub(builder.lshr(bits, ir.Constant(ivec, [23] * _W)), ir.Constant(ivec, [126] * _W)),
+                       _VEC)
+    m = builder.bitcast(builder.or_(builder.and_(bits, ir.Constant(ivec, [0x807FFFFF] * _W)),
+                                    ir.Constant(ivec, [0x3F000000] * _W)), _VEC)  # m in [1/2, 1)
+    small = builder.fcmp_ordered("<", m, c(0.707106781186547524))
+    e = builder.select(small, builder.fsub(e, c(1.0), flags=_FAST), e)
+    m = builder.fsub(builder.select(small, add(m, m), m), c(1.0), flags=_FAST)
+    z = mul(m, m)
+    p = c(_LOG_POLY[0])
+    for coef in _LOG_POLY[1:]:
+        p = add(mul(p, m), c(coef))
+    y = add(mul(mul(m, z), p), mul(e, c(-2.12194440e-4)))
+    y = add(y, mul(z, c(-0.5)))
+    return add(add(m, y), mul(e, c(0.693359375)))
+
+
 @intrinsic
 def softmax_row(typingctx, e):
     """e[:L] = softmax(e[:L]) in place; e: (L,) C-contiguous float32, L % 8 == 0, entries finite."""
@@ -310,10 +344,10 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
     Per pixel i: e = neg_unary[i] (+ sum over kernels t and corners r of slice_ws[t][i, r] *
     verts[t][offsets[t][i, r]] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if write_q; if scatter,
     bufs[t][chunk, offsets[t][i, r]] += splat_ws[t][i, r] * Q_i for every t, r.
-    neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws, splat_ws, bufs: equal-length tuples (one
-    entry per kernel) of (M_t+1, L) float32, (N, R_t) int32, (N, R_t) float32, (N, R_t) float32 and
-    (C, M_t+1, L) float32. L % 8 == 0. Code is generated for each row width of 1-4 vectors; the kernel
-    tuple is unrolled at compile time.
+    neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
+    splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32,
+    (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32. L % 8 == 0. Code is generated for each
+    row width of 1-4 vectors (a compile-time row stride); the kernel tuple is unrolled at compile time.
     """
     sig = types.void(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter,
                      write_q)
@@ -349,19 +383,20 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
         lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
         accs = [cgutils.alloca_once(builder, _VEC) for _ in range(4)]  # promoted to registers by mem2reg
 
-        def corners(k, i, weights, body):
+        def corners(k, i, width, weights, body):
             """body(row start of the corner's vertex, 8 lanes of its weight) for each corner r of pixel i."""
             first = builder.mul(i, k["nr"])
             with cgutils.for_range(builder, k["nr"]) as r:
                 e = builder.add(first, r.index)
                 o = builder.sext(builder.load(builder.gep(k["off"], [e])), intp)
-                body(builder.mul(o, nl), _splat(builder, builder.load(builder.gep(k[weights], [e]))))
+                body(builder.mul(o, width), _splat(builder, builder.load(builder.gep(k[weights], [e]))))
 
         def pixels(group):
             lanes = [ir.Constant(intp, _W * j) for j in range(group)]
+            width = ir.Constant(intp, _W * group)  # == L
             with cgutils.for_range(builder, builder.sub(hi_i, lo_i)) as loop:
                 i = builder.add(lo_i, loop.index)
-                row = builder.mul(i, nl)
+                row = builder.mul(i, width)
                 for a, kb in zip(accs, lanes):
                     builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
                 with builder.if_then(gather_v):
@@ -370,7 +405,7 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                             for a, kb in zip(accs, lanes):
                                 x = _vload(builder, k["verts"], builder.add(base, kb))
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
-                        corners(k, i, "slice_w", gather)
+                        corners(k, i, width, "slice_w", gather)
                 ys = _softmax_registers(builder, [builder.load(a) for a in accs[:group]])
                 with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
                     for g, y in enumerate(ys):
@@ -386,12 +421,68 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                                 at = builder.add(base, kb)
                                 _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
                                                        builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
-                        corners(k, i, "splat_w", scatter)
+                        corners(k, i, width, "splat_w", scatter)
 
         groups = builder.sdiv(nl, ir.Constant(intp, _W))
         for group in range(1, 5):
             with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
                 pixels(group)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _transpose8(builder, rows):
+    """8x8 transpose of eight 8-lane vectors (row r -> lanes of output r) in three shuffle stages."""
+    def shuffle(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), _W), mask))
+
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = [shuffle(rows[r], rows[r + 1], m) for r in range(0, 8, 2) for m in (lo, hi)]
+    pair_lo, pair_hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    s = [shuffle(t[a], t[a + 2], m) for a in (0, 1, 4, 5) for m in (pair_lo, pair_hi)]
+    half_lo, half_hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    return [shuffle(s[r], s[r + 4], half_lo) for r in range(4)] + [shuffle(s[r], s[r + 4], half_hi) for r in range(4)]
+
+
+@intrinsic
+def rows_from_columns(typingctx, dst, src, i0, scale, pad, log_floor):
+    """dst[i0 + j, :] = scale * f(src[:, i0 + j]) for j < 8; label lanes beyond src's L are set to pad.
+
+    f(v) = v, or log(max(v, log_floor)) when log_floor > 0 (e.g. probabilities -> log-probabilities).
+    src: (L, N) C-contiguous float32 (label-major); dst: (N, Lp) C-contiguous float32, Lp = L rounded up
+    to a multiple of 8; i0 + 8 <= N. Eight pixels at a time through 8x8 register transposes.
+    """
+    sig = types.void(dst, src, i0, scale, pad, log_floor)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        d_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        s_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        width = cgutils.unpack_tuple(builder, d_arr.shape, 2)[1]
+        labels, n = cgutils.unpack_tuple(builder, s_arr.shape, 2)
+        i0 = context.cast(builder, args[2], signature.args[2], types.intp)
+        scale, pad, floor = (_as_float(context, builder, v, t) for v, t in zip(args[3:], signature.args[3:]))
+        take_log = builder.fcmp_ordered(">", floor, ir.Constant(ir.FloatType(), 0.0))
+        with cgutils.for_range(builder, builder.sdiv(width, ir.Constant(intp, _W))) as g:
+            k0 = builder.mul(g.index, ir.Constant(intp, _W))
+            rows = []
+            for r in range(_W):
+                k = builder.add(k0, ir.Constant(intp, r))
+                row = cgutils.alloca_once(builder, _VEC)
+                builder.store(_splat(builder, pad), row)
+                with builder.if_then(builder.icmp_signed("<", k, labels)):
+                    v = _vload(builder, s_arr.data, builder.add(builder.mul(k, n), i0))
+                    with builder.if_else(take_log) as (log_case, plain_case):
+                        with log_case:
+                            logged = _vlog_positive(builder, _vmax(builder, v, _splat(builder, floor)))
+                            builder.store(builder.fmul(_splat(builder, scale), logged, flags=_FAST), row)
+                        with plain_case:
+                            builder.store(builder.fmul(_splat(builder, scale), v, flags=_FAST), row)
+                rows.append(builder.load(row))
+            for j, col in enumerate(_transpose8(builder, rows)):
+                at = builder.add(builder.mul(builder.add(i0, ir.Constant(intp, j)), width), k0)
+                _vstore(builder, col, d_arr.data, at)
         return context.get_dummy_value()
 
     return sig, codegen

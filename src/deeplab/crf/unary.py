@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def unary_from_probs(probs: np.ndarray, clip: float = 1e-5) -> np.ndarray:
+UNARY_CLIP = 1e-5  # probabilities are clipped to this before -log (DeepLab's and pydensecrf's value)
+
+
+def unary_from_probs(probs: np.ndarray, clip: float = UNARY_CLIP) -> np.ndarray:
     """probs: (L, ...) summing to 1 over L -> -log(max(p, clip)), same shape, float32."""
     u = np.maximum(np.asarray(probs, dtype=np.float32), np.float32(clip))
     np.log(u, out=u)
