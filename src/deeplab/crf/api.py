@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields
@@ -187,6 +188,16 @@ def resolve_params(params: CRFParams | None, overrides: dict) -> CRFParams:
     return params
 
 
+@functools.lru_cache(maxsize=2)
+def grid_gaussian_kernel(h: int, w: int, xy_std: tuple[float, float], normalization: str) -> LatticeKernel:
+    """The position-only Gaussian kernel of an H x W pixel grid with stds xy_std = (sx, sy) px.
+
+    It depends on nothing else, so it is cached (the last 2 sizes): a run over same-size images builds
+    its lattice once. The returned kernel is shared: do not modify its arrays.
+    """
+    return LatticeKernel(gaussian_features(h, w, xy_std), normalization)
+
+
 def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> MeanField:
     """Add params' two Potts kernels (bilateral, Gaussian) for a validated image (H, W, 3) uint8 to mf."""
     h, w = image.shape[:2]
@@ -194,7 +205,8 @@ def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> Me
         mf.add(LatticeKernel(bilateral_features(image, params.bi_xy_std, params.bi_rgb_std), params.normalization),
                params.bi_w)
     if params.pos_w != 0:
-        mf.add(LatticeKernel(gaussian_features(h, w, params.pos_xy_std), params.normalization), params.pos_w)
+        xy_std = (float(params.pos_xy_std),) * 2
+        mf.add(grid_gaussian_kernel(h, w, xy_std, params.normalization), params.pos_w)
     return mf
 
 

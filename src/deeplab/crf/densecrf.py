@@ -14,7 +14,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from deeplab.crf.api import bilateral_features, check_image, gaussian_features
+from deeplab.crf.api import bilateral_features, check_image, grid_gaussian_kernel
 from deeplab.crf.lattice import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
 from deeplab.errors import InputError
@@ -103,13 +103,17 @@ class DenseCRF:
             raise InputError(f"addPairwiseEnergy: features must be (D, nvar={self._nvar}), got {f.shape}")
         if not np.issubdtype(f.dtype, np.number) or not np.all(np.isfinite(f)):
             raise InputError("addPairwiseEnergy: features must be finite numbers")
+        c = self._checked_compat(compat, kernel)
+        kern = LatticeKernel(np.ascontiguousarray(f.T, dtype=np.float32), _normalization_name(normalization))
+        self._pairwise.append((kern, c))
+
+    def _checked_compat(self, compat, kernel) -> np.ndarray:
         _check_kernel(kernel)
         c = np.asarray(compat, dtype=np.float64)
         if c.ndim > 2 or (c.ndim >= 1 and any(s != self._nlabels for s in c.shape)) or not np.all(np.isfinite(c)):
             raise InputError(f"addPairwiseEnergy: compat must be a number, ({self._nlabels},) or "
                              f"({self._nlabels}, {self._nlabels}) finite, got shape {c.shape}")
-        kern = LatticeKernel(np.ascontiguousarray(f.T, dtype=np.float32), _normalization_name(normalization))
-        self._pairwise.append((kern, c))
+        return c
 
     def _model(self) -> MeanField:
         unary = self._unary if self._unary is not None else np.zeros((self._nlabels, self._nvar), np.float32)
@@ -159,9 +163,11 @@ class DenseCRF2D(DenseCRF):
 
     def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL,  # noqa: N802
                             normalization=NORMALIZE_SYMMETRIC) -> None:
-        """Smoothness kernel on (x / sx, y / sy); sxy a number or (sx, sy)."""
-        f = gaussian_features(self._h, self._w, _pair(sxy, 2, "sxy"))
-        self.addPairwiseEnergy(f.T, compat, kernel, normalization)
+        """Smoothness kernel on (x / sx, y / sy); sxy a number or (sx, sy). Its lattice is cached per image
+        size and stds (see deeplab.crf.api.grid_gaussian_kernel)."""
+        c = self._checked_compat(compat, kernel)
+        kern = grid_gaussian_kernel(self._h, self._w, _pair(sxy, 2, "sxy"), _normalization_name(normalization))
+        self._pairwise.append((kern, c))
 
     def addPairwiseBilateral(self, sxy, srgb, rgbim, compat, kernel=DIAG_KERNEL,  # noqa: N802
                              normalization=NORMALIZE_SYMMETRIC) -> None:

@@ -559,9 +559,10 @@ def _reduce_chunks(bufs):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _splat(values, offset, weight, bufs):
+def _splat(values, starts, weight, bufs):
     """Scatter values (N, L) onto the vertices: bufs[c] = sum over chunk c's pixels i and corners r of
-    weight[i, r] values[i] at row offset[i, r]. bufs: (C, M+1, L), one private buffer per pixel chunk
+    weight[i, r] values[i] at the row starting at starts[i, r] (row_starts). bufs: (C, M+1, L), one
+    private buffer per pixel chunk
     (C = threads; sum them with _reduce_chunks). Pixel order makes consecutive scatters hit cached rows.
     """
     nchunks = bufs.shape[0]
@@ -570,7 +571,7 @@ def _splat(values, offset, weight, bufs):
         bufs[c] = 0.0
         lo, hi = _chunk(c, nchunks, n)
         for i in range(lo, hi):
-            scatter_rows(bufs, c, values[i], offset, weight, i)
+            scatter_rows(bufs, c, values[i], starts, weight, i)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -606,13 +607,13 @@ def softmax_rows(energy, out):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _slice(verts, offset, weight, out):
-    """out[i] = sum_r weight[i, r] verts[offset[i, r]]; verts: (M+1, L), out: (N, L)."""
+def _slice(verts, starts, weight, out):
+    """out[i] = sum_r weight[i, r] verts[row starting at starts[i, r]]; verts: (M+1, L), out: (N, L)."""
     n, nl = out.shape
     for i in prange(n):
         for k in range(nl):
             out[i, k] = 0.0
-        gather_rows(out[i], verts, offset, weight, i)
+        gather_rows(out[i], verts, starts, weight, i)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -623,7 +624,7 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
     Q_i = softmax(energy); if write_q, write its first L' labels to q_out (L', N) (label-major); if scatter,
     splat Q_i into each kernel's private buffer bufs[k][chunk] for the next update (summed afterwards by
     _reduce_chunks).
-    verts (M_k+1, L), offsets / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): equal-length tuples,
+    verts (M_k+1, L), offsets (row_starts) / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): tuples,
     one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
     to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through a scratch row.
     """
@@ -707,6 +708,14 @@ def threads_in_use() -> int:
     return 1 if _serial_mode() else numba.get_num_threads()
 
 
+def row_starts(lattice: Lattice, width: int) -> np.ndarray:
+    """(N, D+1) vertex index x width: where each corner's row starts in a flat (M+1, width) vertex array.
+    int32, or int64 when (M+1) x width does not fit in int32. (The row kernels take these, saving a
+    multiply per corner in the mean-field pass.)"""
+    dtype = np.int32 if (lattice.m + 1) * width < 2 ** 31 else np.int64
+    return lattice.offset.astype(dtype) * dtype(width)
+
+
 def splat_buffers(lattice: Lattice, num_values: int, chunks: int) -> np.ndarray:
     """Zeroed private splat buffers (chunks, M+1, num_values) float32."""
     return np.zeros((chunks, lattice.m + 1, num_values), np.float32)
@@ -733,12 +742,13 @@ def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray |
     if out_weight is not None:
         w_out = w_out * out_weight[:, None].astype(np.float32)
     bufs = splat_buffers(lattice, nl, threads_in_use())
-    kernel("_splat")(values, lattice.offset, np.ascontiguousarray(w_in, np.float32), bufs)
+    starts = row_starts(lattice, nl)
+    kernel("_splat")(values, starts, np.ascontiguousarray(w_in, np.float32), bufs)
     kernel("_reduce_chunks")(bufs)
     a = np.zeros((lattice.m + 1, nl), np.float32)
     verts = kernel("_blur")(bufs[0], a, np.zeros_like(a), lattice.neighbours, reverse)
     out = np.empty((n, nl), np.float32)
-    kernel("_slice")(verts, lattice.offset, np.ascontiguousarray(w_out, np.float32), out)
+    kernel("_slice")(verts, starts, np.ascontiguousarray(w_out, np.float32), out)
     return out[:, :num_values]
 
 

@@ -19,7 +19,7 @@ from numba import njit
 
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel, lattice_filter, padded,
-                                 splat_buffers, threads_in_use)
+                                 row_starts, splat_buffers, threads_in_use)
 from deeplab.crf.simd import rows_from_columns
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
@@ -223,7 +223,7 @@ class MeanField:
         chunks = threads_in_use()
         meanfield_pass, reduce_chunks, blur = kernel("_meanfield_pass"), kernel("_reduce_chunks"), kernel("_blur")
         kernels = [k for k, _ in self.terms]
-        offsets = tuple(k.lattice.offset for k in kernels)
+        offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
         splat_ws = tuple(k.splat_w for k in kernels)
         # energy -= C_k (K_k Q) with diagonal C_k = diag(c): fold -c into the slice weights when it is a
         # single number (Potts), else scale the blurred vertex values per label

@@ -58,24 +58,31 @@ def _for_lane_groups(context, builder, nl, emit):
             emit(kb0, group)
 
 
-def _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, nl, kb0, group):
-    """bufs[o_r, kb0 : kb0 + 8 * group] += w_r x[same lanes] for every r, x held in registers."""
+def _row_start(context, builder, starts_p, e):
+    """Element e of a row-start array (int32 or int64) as an intp."""
+    v = builder.load(builder.gep(starts_p, [e]))
+    intp = context.get_value_type(types.intp)
+    return builder.sext(v, intp) if v.type.width < intp.width else v
+
+
+def _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, group):
+    """bufs[row start s_r + kb0 : ... + 8 * group] += w_r x[same lanes] for every r, x held in registers."""
     intp = context.get_value_type(types.intp)
     lanes = [builder.add(kb0, ir.Constant(intp, _W * j)) for j in range(group)]
     xs = [_vload(builder, x_p, kb) for kb in lanes]
     with cgutils.for_range(builder, nr) as rr:
         e = builder.add(row, rr.index)
-        o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
         w = _splat(builder, builder.load(builder.gep(w_p, [e])))
-        rowbase = builder.add(base, builder.mul(o, nl))
+        rowbase = builder.add(base, _row_start(context, builder, off_p, e))
         for xv, kb in zip(xs, lanes):
             at = builder.add(rowbase, kb)
             _vstore(builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST),
                     b_p, at)
 
 
-def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, group):
-    """acc[kb0 : kb0 + 8 * group] += sum_r w_r verts[o_r, same lanes], ``group`` independent register chains."""
+def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, group):
+    """acc[kb0 : kb0 + 8 * group] += sum_r w_r verts[row start s_r + same lanes], ``group`` independent
+    register chains."""
     intp = context.get_value_type(types.intp)
     accs = [cgutils.alloca_once(builder, _VEC) for _ in range(group)]  # promoted to registers by mem2reg
     lanes = [builder.add(kb0, ir.Constant(intp, _W * j)) for j in range(group)]
@@ -83,9 +90,8 @@ def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0
         builder.store(_vload(builder, acc_p, kb), a)
     with cgutils.for_range(builder, nr) as rr:
         e = builder.add(row, rr.index)
-        o = builder.sext(builder.load(builder.gep(off_p, [e])), intp)
         w = _splat(builder, builder.load(builder.gep(w_p, [e])))
-        base = builder.mul(o, nl)
+        base = _row_start(context, builder, off_p, e)
         for a, kb in zip(accs, lanes):
             x = _vload(builder, verts_p, builder.add(base, kb))
             builder.store(builder.fadd(builder.load(a), builder.fmul(w, x, flags=_FAST), flags=_FAST), a)
@@ -94,14 +100,15 @@ def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0
 
 
 @intrinsic
-def gather_rows(typingctx, acc, verts, offset, weight, i):
-    """acc[:L] += sum_r weight[i, r] * verts[offset[i, r], :L] for r < offset.shape[1].
+def gather_rows(typingctx, acc, verts, starts, weight, i):
+    """acc[:L] += sum_r weight[i, r] * verts[v_r, :L] for r < starts.shape[1], starts[i, r] = v_r * L.
 
-    acc: (L,) float32; verts: (M+1, L) float32; offset: (N, R) int32; weight: (N, R) float32; L % 8 == 0.
+    acc: (L,) float32; verts: (M+1, L) float32; starts: (N, R) int32 or int64 row starts (see
+    lattice.row_starts); weight: (N, R) float32; L % 8 == 0.
     Lanes are processed in groups of up to 4 x 8 with one register accumulator each, so the sum over r
     runs as independent FMA chains.
     """
-    sig = types.void(acc, verts, offset, weight, i)
+    sig = types.void(acc, verts, starts, weight, i)
 
     def codegen(context, builder, signature, args):
         acc_v, verts_v, off_v, w_v, i_v = args
@@ -113,20 +120,21 @@ def gather_rows(typingctx, acc, verts, offset, weight, i):
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[2])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[4], types.intp), nr)
         _for_lane_groups(context, builder, nl, lambda kb0, group: _gather_group(
-            context, builder, acc_p, verts_p, off_p, w_p, row, nr, nl, kb0, group))
+            context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, group))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
-    """bufs[chunk, offset[i, r], :L] += weight[i, r] * x[:L] for r < offset.shape[1].
+def scatter_rows(typingctx, bufs, chunk, x, starts, weight, i):
+    """bufs[chunk, v_r, :L] += weight[i, r] * x[:L] for r < starts.shape[1], starts[i, r] = v_r * L.
 
-    bufs: (C, M+1, L) float32; x: (L,) float32; offset: (N, R) int32; weight: (N, R) float32; L % 8 == 0.
+    bufs: (C, M+1, L) float32; x: (L,) float32; starts: (N, R) int32 or int64 row starts; weight: (N, R)
+    float32; L % 8 == 0.
     x is loaded once per group of up to 4 x 8 lanes and held in registers over the rows r.
     """
-    sig = types.void(bufs, chunk, x, offset, weight, i)
+    sig = types.void(bufs, chunk, x, starts, weight, i)
 
     def codegen(context, builder, signature, args):
         b_v, c_v, x_v, off_v, w_v, i_v = args
@@ -141,7 +149,7 @@ def scatter_rows(typingctx, bufs, chunk, x, offset, weight, i):
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[3])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[5], types.intp), nr)
         _for_lane_groups(context, builder, nl, lambda kb0, group: _scatter_group(
-            context, builder, b_p, base, x_p, off_p, w_p, row, nr, nl, kb0, group))
+            context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, group))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -341,13 +349,14 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                    gather, scatter, write_q):
     """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
 
-    Per pixel i: e = neg_unary[i] (+ sum over kernels t and corners r of slice_ws[t][i, r] *
-    verts[t][offsets[t][i, r]] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if write_q; if scatter,
-    bufs[t][chunk, offsets[t][i, r]] += splat_ws[t][i, r] * Q_i for every t, r.
+    Per pixel i, with v = offsets[t][i, r] / L the vertex of corner r of kernel t: e = neg_unary[i] (+ sum
+    over t, r of slice_ws[t][i, r] * verts[t][v] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if
+    write_q; if scatter, bufs[t][chunk, v] += splat_ws[t][i, r] * Q_i for every t, r.
     neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
-    splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32,
-    (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32. L % 8 == 0. Code is generated for each
-    row width of 1-4 vectors (a compile-time row stride); the kernel tuple is unrolled at compile time.
+    splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32 or
+    int64 row starts (lattice.row_starts), (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32.
+    L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
+    kernel tuple is unrolled at compile time.
     """
     sig = types.void(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter,
                      write_q)
@@ -383,13 +392,13 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
         lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
         accs = [cgutils.alloca_once(builder, _VEC) for _ in range(4)]  # promoted to registers by mem2reg
 
-        def corners(k, i, width, weights, body):
+        def corners(k, i, weights, body):
             """body(row start of the corner's vertex, 8 lanes of its weight) for each corner r of pixel i."""
             first = builder.mul(i, k["nr"])
             with cgutils.for_range(builder, k["nr"]) as r:
                 e = builder.add(first, r.index)
-                o = builder.sext(builder.load(builder.gep(k["off"], [e])), intp)
-                body(builder.mul(o, width), _splat(builder, builder.load(builder.gep(k[weights], [e]))))
+                body(_row_start(context, builder, k["off"], e),
+                     _splat(builder, builder.load(builder.gep(k[weights], [e]))))
 
         def pixels(group):
             lanes = [ir.Constant(intp, _W * j) for j in range(group)]
@@ -405,7 +414,7 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                             for a, kb in zip(accs, lanes):
                                 x = _vload(builder, k["verts"], builder.add(base, kb))
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
-                        corners(k, i, width, "slice_w", gather)
+                        corners(k, i, "slice_w", gather)
                 ys = _softmax_registers(builder, [builder.load(a) for a in accs[:group]])
                 with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
                     for g, y in enumerate(ys):
@@ -421,7 +430,7 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                                 at = builder.add(base, kb)
                                 _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
                                                        builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
-                        corners(k, i, width, "splat_w", scatter)
+                        corners(k, i, "splat_w", scatter)
 
         groups = builder.sdiv(nl, ir.Constant(intp, _W))
         for group in range(1, 5):
