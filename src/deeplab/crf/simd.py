@@ -342,6 +342,7 @@ def _softmax_registers(builder, xs):
 
 
 MAX_REGISTER_LABELS = 4 * _W  # meanfield_rows handles label rows up to this width
+PIXELS_PER_STEP = 2  # meanfield_rows interleaves this many pixels' updates
 
 
 @intrinsic
@@ -390,47 +391,65 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                 splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
                 bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)])))
         lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
-        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(4)]  # promoted to registers by mem2reg
+        # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
+        accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(PIXELS_PER_STEP)]
 
-        def corners(k, i, weights, body):
-            """body(row start of the corner's vertex, 8 lanes of its weight) for each corner r of pixel i."""
-            first = builder.mul(i, k["nr"])
+        def corners(k, pixel_ids, weights, body):
+            """body(p, row start of the corner's vertex, 8 lanes of its weight) for every corner r of every
+            pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
+            firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
             with cgutils.for_range(builder, k["nr"]) as r:
-                e = builder.add(first, r.index)
-                body(_row_start(context, builder, k["off"], e),
-                     _splat(builder, builder.load(builder.gep(k[weights], [e]))))
+                for p, first in enumerate(firsts):
+                    e = builder.add(first, r.index)
+                    body(p, _row_start(context, builder, k["off"], e),
+                         _splat(builder, builder.load(builder.gep(k[weights], [e]))))
 
-        def pixels(group):
+        def update(pixel_ids, group):
+            """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels)."""
             lanes = [ir.Constant(intp, _W * j) for j in range(group)]
             width = ir.Constant(intp, _W * group)  # == L
-            with cgutils.for_range(builder, builder.sub(hi_i, lo_i)) as loop:
-                i = builder.add(lo_i, loop.index)
-                row = builder.mul(i, width)
-                for a, kb in zip(accs, lanes):
+            rows = [builder.mul(i, width) for i in pixel_ids]
+            for acc, row in zip(accs, rows):
+                for a, kb in zip(acc, lanes):
                     builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
-                with builder.if_then(gather_v):
-                    for k in kernels:
-                        def gather(base, w, k=k):
-                            for a, kb in zip(accs, lanes):
-                                x = _vload(builder, k["verts"], builder.add(base, kb))
-                                builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
-                        corners(k, i, "slice_w", gather)
-                ys = _softmax_registers(builder, [builder.load(a) for a in accs[:group]])
-                with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
-                    for g, y in enumerate(ys):
+            with builder.if_then(gather_v):
+                for k in kernels:
+                    def gather(p, base, w, k=k):
+                        for a, kb in zip(accs[p], lanes):
+                            x = _vload(builder, k["verts"], builder.add(base, kb))
+                            builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
+                    corners(k, pixel_ids, "slice_w", gather)
+            ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[:len(rows)]]
+            with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
+                for i, y_row in zip(pixel_ids, ys):
+                    for g, y in enumerate(y_row):
                         for j in range(_W):
                             k = ir.Constant(intp, _W * g + j)
                             with builder.if_then(builder.icmp_signed("<", k, q_labels)):
                                 builder.store(builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
                                               builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]))
-                with builder.if_then(scatter_v):
-                    for k in kernels:
-                        def scatter(base, w, k=k):
-                            for y, kb in zip(ys, lanes):
-                                at = builder.add(base, kb)
-                                _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
-                                                       builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
-                        corners(k, i, "splat_w", scatter)
+            with builder.if_then(scatter_v):
+                for k in kernels:
+                    def scatter(p, base, w, k=k):
+                        for y, kb in zip(ys[p], lanes):
+                            at = builder.add(base, kb)
+                            _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
+                                                   builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
+                    corners(k, pixel_ids, "splat_w", scatter)
+
+        def pixels(group):
+            """Pixels lo..hi-1: PIXELS_PER_STEP equal parts walked side by side (the pixels of a step are far
+            apart, so their latency chains overlap and their splats rarely hit the same vertex), then the
+            remainder one by one."""
+            count = builder.sub(hi_i, lo_i)
+            step = ir.Constant(intp, PIXELS_PER_STEP)
+            steps = builder.sdiv(count, step)
+            with cgutils.for_range(builder, steps) as loop:
+                i = builder.add(lo_i, loop.index)
+                update([builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)],
+                       group)
+            with cgutils.for_range(builder, builder.srem(count, step)) as loop:
+                update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
 
         groups = builder.sdiv(nl, ir.Constant(intp, _W))
         for group in range(1, 5):
