@@ -133,3 +133,20 @@ def test_work_array_from_probs_equals_negated_unary(num_labels, n):
     assert fast.neg_unary.shape == ref.neg_unary.shape
     assert np.allclose(fast.neg_unary, ref.neg_unary, rtol=1e-6, atol=1e-5)
     assert np.allclose(fast.unary, -np.log(np.maximum(p, 1e-5)).T, rtol=1e-6, atol=1e-5)
+
+
+def test_simd_softmax_matches_float64_softmax():
+    """The SIMD exp / softmax of the fused pass (MeanField.inference(0) = softmax(-U)) against float64,
+    over energies spanning 0..-100 (exp underflows to exactly 0 below -80) and padded label counts."""
+    rng = np.random.default_rng(0)
+    for num_labels in (3, 21, 40):
+        unary = (rng.random((997, num_labels)) * rng.choice([1, 10, 100], (997, 1))).astype(np.float32)
+        q = MeanField(unary).inference(0)
+        e = -unary.astype(np.float64)
+        ref = np.exp(e - e.max(1, keepdims=True))
+        ref /= ref.sum(1, keepdims=True)
+        for smallest, rel_err in ((1e-6, 1e-6), (1e-30, 1e-5)):  # float32 e - max limits the tiny ones
+            big = ref > smallest
+            assert np.abs(q[big] / ref[big] - 1).max() < rel_err
+        assert np.abs(q - ref).max() < 5e-7
+        assert np.all(q[ref < 1e-36] == 0)  # below exp(-80): exactly 0, no denormals

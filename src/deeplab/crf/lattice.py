@@ -565,7 +565,6 @@ def _blur(src, a, b, neighbours, reverse):
     """Blur (M+1, L) vertex values src along every lattice axis (src unchanged; row M must be 0):
     [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b)."""
     d1, m, _ = neighbours.shape
-    nl = src.shape[1]
     for jj in range(d1):
         j = d1 - 1 - jj if reverse else jj
         if jj == 0:

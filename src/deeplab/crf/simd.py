@@ -207,22 +207,21 @@ def _vadd(builder, a, b):
     return builder.fadd(a, b, flags=_FAST)
 
 
-_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-             5.0000001201e-1)
+def _arithmetic(builder):
+    """(constant, multiply, add) shorthands on 8-lane float vectors for polynomial code."""
+    return (lambda v: _splat(builder, ir.Constant(ir.FloatType(), v)),
+            lambda a, b: builder.fmul(a, b, flags=_FAST),
+            lambda a, b: _vadd(builder, a, b))
+
+
+# exp(r) ~ 1 + r (c1 + r (c2 + ...)) on |r| <= ln(2)/2: relative-error fit, max rel. err 1.7e-7 in float32
+_EXP_POLY = (8.29031e-3, 4.189793e-2, 1.6667636e-1, 4.999915e-1, 9.9999971e-1, 1.0)
 
 
 def _vexp_nonpositive(builder, x):
-    """exp(x) for x <= 0, 8 lanes (Cephes-style range reduction + degree-6 polynomial, rel. err ~1e-7);
+    """exp(x) for x <= 0, 8 lanes (Cody-Waite range reduction + degree-5 polynomial, rel. err ~2e-7);
     exactly 0 below -80 (keeps later products clear of slow denormals)."""
-    def c(v):
-        return _splat(builder, ir.Constant(ir.FloatType(), v))
-
-    def mul(a, b):
-        return builder.fmul(a, b, flags=_FAST)
-
-    def add(a, b):
-        return builder.fadd(a, b, flags=_FAST)
-
+    c, mul, add = _arithmetic(builder)
     small = builder.fcmp_ordered("<", x, c(-80.0))
     x = builder.select(small, c(-80.0), x)
     floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.floor.v8f32")
@@ -231,7 +230,6 @@ def _vexp_nonpositive(builder, x):
     p = c(_EXP_POLY[0])
     for coef in _EXP_POLY[1:]:
         p = add(mul(p, r), c(coef))
-    p = add(add(mul(mul(p, r), r), r), c(1.0))
     ivec = ir.VectorType(ir.IntType(32), _W)
     bits = builder.shl(builder.add(builder.fptosi(n, ivec), ir.Constant(ivec, [127] * _W)),
                        ir.Constant(ivec, [23] * _W))
@@ -251,15 +249,7 @@ _LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-
 def _vlog_positive(builder, x):
     """log(x) for positive normal x, 8 lanes (Cephes-style: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
     degree-9 polynomial in m - 1; rel. err ~1e-7)."""
-    def c(v):
-        return _splat(builder, ir.Constant(ir.FloatType(), v))
-
-    def mul(a, b):
-        return builder.fmul(a, b, flags=_FAST)
-
-    def add(a, b):
-        return builder.fadd(a, b, flags=_FAST)
-
+    c, mul, add = _arithmetic(builder)
     ivec = ir.VectorType(ir.IntType(32), _W)
     bits = builder.bitcast(x, ivec)
     e = builder.sitofp(builder.sub(builder.lshr(bits, ir.Constant(ivec, [23] * _W)), ir.Constant(ivec, [126] * _W)),
