@@ -67,7 +67,7 @@ def evaluate_table(data: Path, n: int, width: float, threads: int, reps: int) ->
             r = evaluate(ds, probs_fn, crf=True, crf_params=CRFParams(), trimap_width=40, limit=n, workers=workers)
             times[workers].append((time.perf_counter() - t0) / n)
             results.append(r.to_json())
-    same = all(r == results[0] for r in results)
+    same = all(r == results[0] for r in results)  # the CRF runs single-threaded inline and in workers
     print(f"\n### evaluate --crf --trimap, {n} CamVid test images 480x360, deeplab-largefov width {width}, "
           f"{threads} torch threads, best of {reps} (identical results: {same})\n")
     print("| workers | s / image | speed-up |\n|---|---|---|")

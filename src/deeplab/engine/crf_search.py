@@ -130,7 +130,7 @@ def crf_search(dataset, probs_fn: Callable, *, images: int = 100, seed: int = 0,
     from deeplab.crf import CRFParams
 
     if crf_fn is None:
-        crf_fn = default_crf_fn(workers)
+        crf_fn = default_crf_fn()
     coarse = check_grid(grid or COARSE_GRID)
     indices = select_subset(len(dataset), images, seed)
     names = getattr(dataset, "names", [str(i) for i in range(len(dataset))])

@@ -115,11 +115,13 @@ def worker_pool(workers: int) -> Iterator:
         pool.join()
 
 
-def default_crf_fn(workers: int) -> CRFFn:
-    """deeplab.crf.dense_crf; single-threaded inside a pool of ``workers`` > 0 processes (no oversubscription)."""
+def default_crf_fn() -> CRFFn:
+    """deeplab.crf.dense_crf, single-threaded: no oversubscription inside a worker pool, and the same
+    float rounding inline and in workers (the multi-threaded splat sums per-thread buffers), so the
+    scores do not depend on ``workers``."""
     from deeplab.crf import dense_crf
 
-    return functools.partial(dense_crf, threads=1) if workers > 0 else dense_crf
+    return functools.partial(dense_crf, threads=1)
 
 
 def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, crf_fn: CRFFn | None = None,
@@ -134,7 +136,7 @@ def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, 
     """
     if crf:
         if crf_fn is None:
-            crf_fn = default_crf_fn(workers)
+            crf_fn = default_crf_fn()
         if crf_params is None:
             from deeplab.crf import CRFParams
 
