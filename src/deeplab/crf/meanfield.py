@@ -21,6 +21,7 @@ from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel, lattice_filter, padded,
                                  row_starts, splat_buffers, threads_in_use)
 from deeplab.crf.simd import rows_from_columns
+from deeplab.crf.unary import UNARY_CLIP
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
 
@@ -154,9 +155,12 @@ class MeanField:
                     unary_lm.shape[0])
 
     @classmethod
-    def from_probs(cls, probs: np.ndarray, clip: float = 1e-5) -> "MeanField":
-        """Unary -log(max(p, clip)) from probabilities probs: (L, N) float32 C-contiguous (label-major),
-        computed in one pass (log and transpose in registers)."""
+    def from_probs(cls, probs: np.ndarray, clip: float = UNARY_CLIP) -> "MeanField":
+        """Unary -log(max(p, clip)) (as unary_from_probs) from label-major probabilities probs: (L, N),
+        computed in one pass (log and transpose in registers; fastest for C-contiguous float32)."""
+        probs = np.ascontiguousarray(probs, dtype=np.float32)
+        if probs.ndim != 2 or not clip > 0:
+            raise ValueError(f"probs must be (L, N) and clip > 0, got shape {probs.shape} and clip {clip}")
         mf = cls.__new__(cls)
         mf._start(_energy_rows(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)), probs.shape[0])
         return mf
