@@ -49,14 +49,14 @@ def evaluate_table(data: Path, n: int, width: float, threads: int, reps: int) ->
 
     from deeplab.crf import CRFParams, dense_crf
     from deeplab.data import build_dataset
-    from deeplab.engine.evaluate import evaluate, model_probs_fn
+    from deeplab.engine.evaluate import evaluate, model_probs_fn, run_backend
     from deeplab.models import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model("deeplab-largefov", 11, width=width)
     ds = build_dataset("camvid", data / "camvid", "test")
-    probs_fn = model_probs_fn(model)
+    probs_fn = model_probs_fn(model, backend=run_backend(n))  # as the evaluate command: deterministic
     image = ds.sample(0)[0]
     dense_crf(image, probs_fn(image))  # warm up torch and the CRF's compiled kernels
     times: dict[int, list[float]] = {0: [], 2: []}

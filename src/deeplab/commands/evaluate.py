@@ -87,7 +87,7 @@ def open_model_and_data(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deeplab.engine.evaluate import evaluate, format_table, model_probs_fn
+    from deeplab.engine.evaluate import evaluate, format_table, model_probs_fn, run_backend
     from deeplab.engine.trimap import plot_trimap
     from deeplab.errors import InputError
     from deeplab.io import atomic_write
@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     path, loaded, dataset = open_model_and_data(args)
     params = crf_params_from_args(args, loaded.crf) if args.crf else None
     total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    probs_fn = model_probs_fn(loaded, backend=run_backend(total))
     with tqdm(total=total, disable=args.no_progress, desc="evaluate", unit="img") as bar:
-        result = evaluate(dataset, model_probs_fn(loaded), crf=args.crf, crf_params=params,
+        result = evaluate(dataset, probs_fn, crf=args.crf, crf_params=params,
                           trimap_width=args.trimap, limit=args.limit, workers=args.workers,
                           progress=lambda done, _: bar.update(done - bar.n))
     summary = {"checkpoint": str(path), "dataset": args.dataset, "split": args.split, **result.to_json()}
