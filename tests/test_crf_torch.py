@@ -34,18 +34,20 @@ def test_torch_lattice_equals_numba_lattice(shared_data):
     assert np.allclose(back, lattice_filter(build_lattice(feat), values, reverse=True), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_batched_output_equals_numpy_engine(batch, backend):
+@pytest.mark.parametrize("backend, grad", [("numba", False), ("numba", True), ("torch", False)])
+def test_batched_output_equals_numpy_engine(batch, backend, grad):
+    """numba without gradients runs the fused engine; with a gradient to track, the unrolled mean field."""
     images, logits = batch
     params = CRFParams(bi_xy_std=30, iterations=5)
-    q = dense_crf_torch(images, logits, params, backend=backend)
+    logits = logits.clone().requires_grad_(grad)
+    q = dense_crf_torch(images, logits, params, backend=backend).detach()
     assert q.shape == logits.shape and q.dtype == torch.float32
-    probs = torch.softmax(logits, 1).numpy()
+    probs = torch.softmax(logits.detach(), 1).numpy()
     for b in range(2):
         img = images[b].permute(1, 2, 0).numpy().copy()
         assert np.allclose(q[b].numpy(), dense_crf(img, probs[b], params), atol=1e-4)
     # channels-last images give the same answer
-    assert torch.allclose(dense_crf_torch(images.permute(0, 2, 3, 1), logits, params, backend=backend), q)
+    assert torch.allclose(dense_crf_torch(images.permute(0, 2, 3, 1), logits, params, backend=backend).detach(), q)
 
 
 def test_gradients_numba_backward_equals_autograd(batch):

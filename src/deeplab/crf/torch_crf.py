@@ -8,12 +8,14 @@ lattice (deeplab.crf.torch_lattice), differentiated by autograd.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
-from deeplab.crf.api import CRFParams, resolve_params, bilateral_features, gaussian_features
+from deeplab.crf.api import CRFParams, add_potts_kernels, bilateral_features, gaussian_features, resolve_params
 from deeplab.crf.lattice import numba_threads
-from deeplab.crf.meanfield import LatticeKernel
+from deeplab.crf.meanfield import LatticeKernel, MeanField
 from deeplab.crf.torch_lattice import TorchKernel
 from deeplab.errors import InputError
 
@@ -66,6 +68,19 @@ def _images_hwc(images: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _fused_no_grad(imgs: np.ndarray, logits: torch.Tensor, params: CRFParams) -> torch.Tensor:
+    """The NumPy engine's fused mean field per image (nothing to differentiate): imgs (B, H, W, 3) float32
+    0-255, logits (B, L, H, W) on the CPU -> Q (B, L, H, W) float32."""
+    b, num_labels, h, w = logits.shape
+    out = torch.empty((b, num_labels, h, w), dtype=torch.float32)
+    with numba_threads():
+        for i in range(b):
+            energy = logits[i].detach().to(torch.float32).reshape(num_labels, h * w).numpy()
+            mf = add_potts_kernels(MeanField(-energy.T), imgs[i], params)
+            out[i] = torch.from_numpy(np.ascontiguousarray(mf.inference(params.iterations).T)).reshape(num_labels, h, w)
+    return out
+
+
 def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParams | None = None, *,
                     bi_w: torch.Tensor | float | None = None, pos_w: torch.Tensor | float | None = None,
                     backend: str = "auto", **overrides) -> torch.Tensor:
@@ -76,7 +91,9 @@ def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParam
     (a DCNN's raw scores, or ``probs.clamp_min(1e-5).log()``). Q0 = softmax(logits).
     params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields.
     bi_w / pos_w: optional weights overriding params' (e.g. tensors with requires_grad for learning).
-    backend: "numba" (CPU), "torch" (pure-torch lattice, any device) or "auto" (numba on CPU).
+    backend: "numba" (CPU), "torch" (pure-torch lattice, any device) or "auto" (numba on CPU). With
+    "numba" and nothing requiring a gradient (e.g. under torch.no_grad()), the NumPy engine's fused mean
+    field runs instead of the unrolled one (same result, ~7x faster).
     Returns Q: (B, L, H, W) on logits' device (float32; float64 logits stay float64 with the torch
     backend), sums to 1 over L.
     """
@@ -102,6 +119,9 @@ def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParam
         raise InputError("backend 'numba' needs CPU tensors; use backend='torch' on other devices")
     w_bi = params.bi_w if bi_w is None else bi_w
     w_pos = params.pos_w if pos_w is None else pos_w
+    if backend == "numba" and not (torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in (logits, w_bi, w_pos))):
+        return _fused_no_grad(imgs, logits, replace(params, bi_w=float(w_bi), pos_w=float(w_pos)))
     gauss = gaussian_features(h, w, params.pos_xy_std)
     out = []
     for i in range(b):
