@@ -54,8 +54,12 @@ def setup(device_pref: str = "auto") -> DistEnv:
     return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
-def cleanup(env: DistEnv) -> None:
+def cleanup(env: DistEnv, wait_for_all: bool = False) -> None:
+    """Leave the process group. wait_for_all (a normal finish): first a barrier, so no rank tears gloo down
+    while another is still in a collective or writing files (a rare abort at exit in the 2-process test)."""
     if env.distributed and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -153,11 +153,14 @@ def _build(cfg: Config, load_init: bool):
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or, with ``resume``, continue training) a model as ``cfg`` says, writing into ``out``."""
     env = D.setup(cfg.train.device)
+    finished = False
     try:
         with StopSignals() as stop:
-            return _train(cfg, Path(out), resume, progress, env, stop)
+            result = _train(cfg, Path(out), resume, progress, env, stop)
+        finished = True
+        return result
     finally:
-        D.cleanup(env)
+        D.cleanup(env, wait_for_all=finished)
 
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv, stop: StopSignals) -> TrainResult:
