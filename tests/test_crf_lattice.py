@@ -93,15 +93,21 @@ def test_lattice_barycentric_weights_and_vertices():
     assert np.array_equal(twin.offset[:500], twin.offset[500:]) and np.array_equal(twin.bary[:500], twin.bary[500:])
 
 
-@pytest.mark.parametrize("num_labels, threads, kernels", [(21, 1, 2), (21, 2, 2), (2, 1, 2), (40, 1, 2), (21, 1, 1)])
-def test_fused_inference_equals_unfused_steps(shared_data, num_labels, threads, kernels):
+@pytest.mark.parametrize("num_labels, threads, kernels, matrix", [
+    (21, 1, 2, False), (21, 2, 2, False), (2, 1, 2, False), (40, 1, 2, False), (21, 1, 1, False), (21, 1, 2, True),
+    (40, 2, 2, True)])
+def test_fused_inference_equals_unfused_steps(shared_data, num_labels, threads, kernels, matrix):
     """The fused pass (label rows in registers up to 32 labels, a scratch row beyond; serial and parallel
-    builds; one or two kernels) equals plain filter + softmax steps."""
+    builds; one or two kernels; Potts, per-label and full L x L compatibilities) equals plain filter +
+    softmax steps."""
     img, gt = voc_crop(shared_data, 2)
     unary = coarse_unary(np.where(gt == 255, 255, gt % num_labels), num_labels)
+    compat = np.linspace(1, 3, num_labels)
+    if matrix:  # a learned-looking compatibility: label pairs interact, not only equal labels
+        compat = -np.random.default_rng(1).random((num_labels, num_labels)) - np.diag(compat)
     with numba_threads(threads):
         mf = MeanField(unary)
-        mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), np.linspace(1, 3, num_labels))
+        mf.add(LatticeKernel(gaussian_features(*gt.shape, 3), "NORMALIZE_SYMMETRIC"), compat)
         if kernels == 2:
             mf.add(LatticeKernel(bilateral_features(img, 60, 8), "NORMALIZE_SYMMETRIC"), 5)
         fused, unfused, q0 = mf.inference(5, fused=True), mf.inference(5, fused=False), mf.inference(0)

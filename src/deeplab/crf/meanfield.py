@@ -208,8 +208,8 @@ class MeanField:
         return q
 
     def fusable(self) -> bool:
-        """True if the fused lattice pass applies: >= 1 term, all lattice kernels, diagonal compatibilities."""
-        return bool(self.terms) and all(isinstance(k, LatticeKernel) and _is_diagonal(c) for k, c in self.terms)
+        """True if the fused lattice pass applies: >= 1 term, all of them lattice kernels."""
+        return bool(self.terms) and all(isinstance(k, LatticeKernel) for k, _ in self.terms)
 
     def inference(self, iterations: int, fused: bool = True) -> np.ndarray:
         """Q after ``iterations`` updates from Q0 = softmax(-U): (N, L) float32, a view (``.T`` of the fused
@@ -229,14 +229,20 @@ class MeanField:
         kernels = [k for k, _ in self.terms]
         offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
         splat_ws = tuple(k.splat_w for k in kernels)
-        # energy -= C_k (K_k Q) with diagonal C_k = diag(c): fold -c into the slice weights when it is a
-        # single number (Potts), else scale the blurred vertex values per label
-        slice_ws, label_scales = [], []
+        # energy -= (K_k Q) C_k^T. Slicing is linear per label, so C_k can act on the blurred vertex values
+        # (M x L x L work, M << N): Potts (a single number) is folded into the slice weights, other diagonal
+        # C_k scale the vertex values per label, full C_k multiply them by -C_k^T
+        slice_ws, label_maps = [], []
         for k, c in self.terms:
             scale = -np.diag(c)[:self.num_labels]
-            uniform = np.all(scale == scale[0])
-            slice_ws.append(k.slice_weights(scale[0] if uniform else 1.0))
-            label_scales.append(None if uniform else -np.diag(c))
+            potts = _is_diagonal(c) and np.all(scale == scale[0])
+            slice_ws.append(k.slice_weights(scale[0] if potts else 1.0))
+            if potts:
+                label_maps.append(None)
+            elif _is_diagonal(c):
+                label_maps.append(-np.diag(c))
+            else:
+                label_maps.append(np.ascontiguousarray(-c.T))
         slice_ws = tuple(slice_ws)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
@@ -247,11 +253,13 @@ class MeanField:
                        iterations == 0)
         for it in range(iterations):
             verts = []
-            for k, b, a, c, scale in zip(kernels, bufs, ping, pong, label_scales):
+            for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps):
                 reduce_chunks(b)
-                v = blur(b[0], a, c, k.lattice.neighbours, False)
-                if scale is not None:
-                    v *= scale
+                v = blur(b[0], a, a2, k.lattice.neighbours, False)
+                if label_map is not None and label_map.ndim == 1:
+                    v *= label_map
+                elif label_map is not None:  # into the other buffer; its row M stays 0
+                    v = np.matmul(v, label_map, out=a2 if v is a else a)
                 verts.append(v)
             last = it == iterations - 1
             meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_ws, splat_ws, bufs, q, True, not last, last)
