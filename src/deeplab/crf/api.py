@@ -225,10 +225,11 @@ def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> Me
     return mf
 
 
-def _refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None,
-            probs: bool) -> np.ndarray:
-    """Mean field for a validated image (H, W, 3) uint8 and label maps (L, H, W) float32 C-contiguous,
-    probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies -> Q (L, H, W) float32."""
+def refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None,
+           probs: bool) -> np.ndarray:
+    """Fused mean field, inputs already validated: image (H, W, 3) uint8 (or float, 0-255) and label maps
+    (L, H, W) float32, probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies.
+    Returns Q: (L, H, W) float32."""
     num_labels, h, w = maps.shape
     flat = maps.reshape(num_labels, h * w)
     with numba_threads(threads):
@@ -243,7 +244,7 @@ def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | No
     per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return _refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads, probs=False)
+    return refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads, probs=False)
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,
@@ -258,4 +259,4 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = N
     """
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return _refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True)
+    return refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True)

@@ -13,9 +13,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from deeplab.crf.api import CRFParams, add_potts_kernels, bilateral_features, gaussian_features, resolve_params
+from deeplab.crf.api import CRFParams, bilateral_features, gaussian_features, refine, resolve_params
 from deeplab.crf.lattice import numba_threads
-from deeplab.crf.meanfield import LatticeKernel, MeanField
+from deeplab.crf.meanfield import LatticeKernel
 from deeplab.crf.torch_lattice import TorchKernel
 from deeplab.errors import InputError
 
@@ -71,14 +71,8 @@ def _images_hwc(images: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
 def _fused_no_grad(imgs: np.ndarray, logits: torch.Tensor, params: CRFParams) -> torch.Tensor:
     """The NumPy engine's fused mean field per image (nothing to differentiate): imgs (B, H, W, 3) float32
     0-255, logits (B, L, H, W) on the CPU -> Q (B, L, H, W) float32."""
-    b, num_labels, h, w = logits.shape
-    out = torch.empty((b, num_labels, h, w), dtype=torch.float32)
-    with numba_threads():
-        for i in range(b):
-            energy = logits[i].detach().to(torch.float32).reshape(num_labels, h * w).numpy()
-            mf = add_potts_kernels(MeanField(-energy.T), imgs[i], params)
-            out[i] = torch.from_numpy(np.ascontiguousarray(mf.inference(params.iterations).T)).reshape(num_labels, h, w)
-    return out
+    unary = -logits.detach().to(torch.float32).numpy()
+    return torch.stack([torch.from_numpy(refine(img, u, params, None, probs=False)) for img, u in zip(imgs, unary)])
 
 
 def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParams | None = None, *,
