@@ -1,71 +1,82 @@
-"""Training throughput (images/s) of DeepLab variants on this machine: one SGD step = forward + backward + update
-on a batch of real augmented crops (CamVid by default), measured side by side for each width.
+"""Training throughput on this machine: the real trainer (DataLoader, augmentation, forward, backward, SGD step)
+on CamVid crops, for each setting side by side, reported as iterations/minute and images/s.
 
-    python benchmarks/train_throughput.py --widths 0.25 0.375 0.5 --crop 321 --batch 8 --threads 2
+    python benchmarks/train_throughput.py --iterations 30 --rounds 2
 
-Prints a markdown table. Also reports the data pipeline alone (load + augment), which a DataLoader worker
-overlaps with the network on a separate core.
+Each setting runs ``deeplab.engine.trainer.train`` for --iterations iterations (the first --warmup are not
+timed) in a fresh output folder, interleaved over --rounds rounds; the figure is the median over rounds of
+the logged images/s. The first row is the trainer before this work (float32, NCHW, 1 torch thread + 1 loader
+worker, as configs/camvid_default.yaml had it). Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import statistics
+import tempfile
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
+
+# name -> train/data overrides
+SETTINGS = {
+    "fp32, NCHW, 1 thread + 1 worker (before)": {"train": {"precision": "fp32", "channels_last": False, "threads": 1}},
+    "fp32, NCHW, 2 threads + 1 worker": {"train": {"precision": "fp32", "channels_last": False, "threads": 2}},
+    "fp32, channels_last, 2 threads + 1 worker": {"train": {"precision": "fp32", "channels_last": True, "threads": 2}},
+    "bf16, NCHW, 2 threads + 1 worker": {"train": {"precision": "bf16", "channels_last": False, "threads": 2}},
+    "bf16, channels_last, 1 thread + 1 worker": {"train": {"precision": "bf16", "channels_last": True, "threads": 1}},
+    "bf16, channels_last, 2 threads + 1 worker": {"train": {"precision": "bf16", "channels_last": True, "threads": 2}},
+    "bf16, channels_last, 2 threads, loading inline": {"train": {"precision": "bf16", "channels_last": True,
+                                                                 "threads": 2}, "data": {"workers": 0}},
+}
+
+
+def run_one(base: dict, overrides: dict, iterations: int, warmup: int) -> float:
+    """Images/s over the iterations after ``warmup`` of one short training run."""
+    from deeplab.engine.config import config_from_dict, merge
+    from deeplab.engine.plots import read_log
+    from deeplab.engine.trainer import train
+
+    cfg = config_from_dict(merge(merge(base, overrides), {"train": {"iterations": iterations, "log_every": 1,
+                                                                      "checkpoint_every": 10**6}}))
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, tmp, progress=False)
+        rates = [r["img_per_s"] for r in read_log(Path(tmp) / "log.jsonl") if "img_per_s" in r][warmup:]
+    return len(rates) / sum(1 / r for r in rates)  # images/s over the timed iterations
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="shared data folder")
-    ap.add_argument("--dataset", default="camvid")
-    ap.add_argument("--arch", default="deeplab-largefov")
-    ap.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.375, 0.5])
-    ap.add_argument("--crop", type=int, default=321)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per width (after one warm-up step)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-bn", action="store_true", help="without batch norm")
+    ap.add_argument("--config", default=str(REPO / "configs" / "camvid_default.yaml"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root")
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="substrings of setting names to run")
     args = ap.parse_args()
 
-    from deeplab.data import build_dataset
-    from deeplab.data.transforms import SeededDataset, TrainTransform
-    from deeplab.engine.config import TrainConfig
-    from deeplab.engine.optim import build_optimizer
-    from deeplab.engine.trainer import segmentation_loss
-    from deeplab.models import build_model
+    import yaml
 
-    torch.set_num_threads(args.threads)
-    raw = build_dataset(args.dataset, Path(args.data) / args.dataset, "train")
-    data = SeededDataset(raw, TrainTransform(args.crop, (0.75, 1.25)), seed=0)
-    t0 = time.perf_counter()
-    samples = [data[i] for i in range(args.batch)]
-    load_s = (time.perf_counter() - t0) / args.batch
-    x = torch.stack([s[0] for s in samples])
-    y = torch.stack([s[1] for s in samples])[..., ::8, ::8]
+    from deeplab.engine.config import merge
 
-    print(f"{args.arch}, crop {args.crop}, batch {args.batch}, {args.threads} threads, "
-          f"batch_norm {not args.no_bn}; data pipeline alone: {1 / load_s:.1f} img/s\n")
-    print("| width | parameters (M) | s / step | img/s |")
-    print("|---|---|---|---|")
-    for w in args.widths:
-        model = build_model(args.arch, raw.num_classes, w, not args.no_bn).train()
-        opt = build_optimizer(model, TrainConfig())
-        times = []
-        for step in range(args.steps + 1):
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            loss = segmentation_loss(model(x), y, int((y != 255).sum()))
-            loss.backward()
-            opt.step()
-            if step:
-                times.append(time.perf_counter() - t0)
-        s = sorted(times)[len(times) // 2]
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"| {w} | {params:.2f} | {s:.2f} | {args.batch / s:.1f} |")
+    base = merge(yaml.safe_load(Path(args.config).read_text()),
+                 {"data": {"root": args.data, "val_split": None, "test_split": None}, "train": {"val_every": 0}})
+    names = [n for n in SETTINGS if not args.only or any(s in n for s in args.only)]
+    results: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for n in names:
+            results[n].append(run_one(base, SETTINGS[n], args.iterations, args.warmup))
+    batch = base["train"]["batch_size"]
+    m = base["model"]
+    print(f"{m['arch']} width {m['width']}, batch norm {m['batch_norm']}, batch {batch} of "
+          f"{base['data']['crop_size']}x{base['data']['crop_size']} crops; median of {args.rounds} rounds of "
+          f"{args.iterations - args.warmup} timed iterations\n")
+    print("| setting | img/s | iterations/min | vs before |")
+    print("|---|---:|---:|---:|")
+    ref = statistics.median(results[names[0]])
+    for n in names:
+        r = statistics.median(results[n])
+        print(f"| {n} | {r:.1f} | {60 * r / batch:.1f} | {r / ref:.2f}x |")
 
 
 if __name__ == "__main__":

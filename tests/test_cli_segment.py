@@ -23,9 +23,9 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture()
-def images(shared_data, tmp_path):
-    """Two real CamVid images (one re-encoded as JPEG) in a folder."""
-    src = sorted((shared_data / "camvid" / "test").glob("*.png"))[:2]
+def images(camvid_tiny, tmp_path):
+    """Two real CamVid frames (120x90; one re-encoded as JPEG) in a folder."""
+    src = sorted((camvid_tiny / "test").glob("*.png"))[:2]
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(src[0], folder / src[0].name)

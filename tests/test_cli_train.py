@@ -4,16 +4,11 @@ import pytest
 
 from deeplab.cli import main
 from deeplab.models import load_model
-from engine_tiny import tiny_camvid, tiny_dict, write_config
+from engine_tiny import tiny_dict, write_config
 
 
-@pytest.fixture(scope="module")
-def camvid4(shared_data, tmp_path_factory):
-    return tiny_camvid(shared_data, tmp_path_factory.mktemp("data"))
-
-
-def test_train_cli_end_to_end(camvid4, tmp_path, capsys):
-    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid4))
+def test_train_cli_end_to_end(camvid_tiny, tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid_tiny))
     out = tmp_path / "run"
     assert main(["train", str(cfg), "train.iterations=3", "--out", str(out), "--set", "train.schedule=poly",
                  "train.class_weighting=median_frequency"]) == 0
@@ -37,14 +32,14 @@ def test_train_cli_end_to_end(camvid4, tmp_path, capsys):
     (["nonsense"], "section.key=value"),
     (["data.root=/nonexistent/camvid"], "/nonexistent/camvid"),
 ])
-def test_train_cli_bad_input_exits_2_naming_it(camvid4, tmp_path, capsys, args, message):
-    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid4))
+def test_train_cli_bad_input_exits_2_naming_it(camvid_tiny, tmp_path, capsys, args, message):
+    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid_tiny))
     assert main(["train", str(cfg), *args, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_train_cli_resume_without_checkpoint_exits_2(camvid4, tmp_path, capsys):
-    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid4))
+def test_train_cli_resume_without_checkpoint_exits_2(camvid_tiny, tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid_tiny))
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--resume"]) == 2
     assert "training checkpoint not found" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2

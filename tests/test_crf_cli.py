@@ -8,14 +8,15 @@ from deeplab.crf.synthetic import coarse_probs
 from deeplab.data.palette import load_label_png
 
 
-def _voc(shared_data, index=0):
-    root = shared_data / "voc_mini/VOC2012"
-    name = (root / "ImageSets/Segmentation/val.txt").read_text().split()[index]
+def _voc(root, index=0):
+    """(image, label PNG) paths of the VOC fixture: val photos 0-1, then the train photo."""
+    lists = root / "ImageSets/Segmentation"
+    name = ((lists / "val.txt").read_text().split() + (lists / "train.txt").read_text().split())[index]
     return root / "JPEGImages" / f"{name}.jpg", root / "SegmentationClass" / f"{name}.png"
 
 
-def test_cli_refines_probabilities(shared_data, tmp_path):
-    image, mask = _voc(shared_data, 1)
+def test_cli_refines_probabilities(voc_tiny, tmp_path):
+    image, mask = _voc(voc_tiny, 1)
     gt = np.array(Image.open(mask))
     probs = coarse_probs(gt, 21, seed=1)
     np.save(tmp_path / "p.npy", probs)
@@ -30,17 +31,17 @@ def test_cli_refines_probabilities(shared_data, tmp_path):
     assert (labels == gt)[valid].mean() > (probs.argmax(0) == gt)[valid].mean()
 
 
-def test_cli_label_png_keeps_label_values(shared_data, tmp_path):
-    """A VOC mask (values 0..20, 255 void = unknown) coarsened by x8 nearest-neighbour, then refined:
-    output keeps the label values, fills the unknown pixels and stays close to the truth."""
-    image, mask = _voc(shared_data, 2)
+def test_cli_label_png_keeps_label_values(voc_tiny, tmp_path):
+    """A VOC mask (values 0..20, 255 void = unknown) coarsened by x4 nearest-neighbour (x10 at the photo's full
+    size), then refined: output keeps the label values, fills the unknown pixels and stays close to the truth."""
+    image, mask = _voc(voc_tiny, 1)
     gt = np.array(Image.open(mask))
     h, w = gt.shape
-    rows, cols = np.minimum(np.arange(h) // 8 * 8 + 4, h - 1), np.minimum(np.arange(w) // 8 * 8 + 4, w - 1)
+    rows, cols = np.minimum(np.arange(h) // 4 * 4 + 2, h - 1), np.minimum(np.arange(w) // 4 * 4 + 2, w - 1)
     coarse = gt[rows][:, cols]
     Image.fromarray(coarse, mode="L").save(tmp_path / "coarse.png")
     out = tmp_path / "out.png"
-    assert main(["crf", str(image), "--labels", str(tmp_path / "coarse.png"), "--gt-prob", "0.6", "-o", str(out)]) == 0
+    assert main(["crf", str(image), "--labels", str(tmp_path / "coarse.png"), "--gt-prob", "0.8", "-o", str(out)]) == 0
     labels = load_label_png(out)
     assert set(np.unique(labels)) == set(np.unique(coarse)) - {255}   # VOC values kept, void filled
     valid = gt != 255
@@ -62,9 +63,15 @@ def test_cli_colour_annotation_like_the_classic_demo(shared_data, tmp_path):
     assert not (result == 0).all(2).any()
 
 
-def test_cli_bad_inputs_exit_2(shared_data, tmp_path, capsys):
-    image, mask = _voc(shared_data, 0)
+def test_cli_bad_inputs_exit_2(voc_tiny, tmp_path, capsys):
+    image, mask = _voc(voc_tiny, 0)
+    other_image, _ = _voc(voc_tiny, 1)  # another size
     np.save(tmp_path / "bad.npy", np.ones((3, 10, 10), np.float32))
+    h, w = np.array(Image.open(image)).shape[:2]
+    two_colours = np.zeros((h, w, 3), np.uint8)
+    two_colours[: h // 2, :, 0] = 255
+    two_colours[h // 2 :, :, 1] = 255
+    Image.fromarray(two_colours).save(tmp_path / "anno.png")
     cases = [
         (["crf", str(image), "--probs", str(tmp_path / "bad.npy"), "-o", str(tmp_path / "o.png")], "bad.npy"),
         (["crf", str(image), "--probs", str(tmp_path / "missing.npy"), "-o", str(tmp_path / "o.png")], "missing.npy"),
@@ -72,11 +79,9 @@ def test_cli_bad_inputs_exit_2(shared_data, tmp_path, capsys):
         (["crf", str(image), "--labels", str(mask), "--gt-prob", "1.5", "-o", str(tmp_path / "o.png")], "gt-prob"),
         (["crf", str(image), "--labels", str(mask), "--bi-xy-std", "0", "-o", str(tmp_path / "o.png")], "bi_xy_std"),
         # two colours in the annotation: gt_prob 0.5 would make every unary uniform
-        (["crf", str(shared_data / "densecrf-examples/im1.png"), "--labels",
-          str(shared_data / "densecrf-examples/anno1.png"), "--gt-prob", "0.5", "-o", str(tmp_path / "o.png")],
+        (["crf", str(image), "--labels", str(tmp_path / "anno.png"), "--gt-prob", "0.5", "-o", str(tmp_path / "o.png")],
          "carries no information"),
-        (["crf", str(shared_data / "densecrf-examples/im1.png"), "--labels", str(mask), "-o", str(tmp_path / "o.png")],
-         "(H, W)"),
+        (["crf", str(other_image), "--labels", str(mask), "-o", str(tmp_path / "o.png")], "(H, W)"),
     ]
     for argv, words in cases:
         assert main(argv) == 2

@@ -10,9 +10,9 @@ from deeplab.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def scene(shared_data):
+def scene(voc_tiny):
     """A real photo crop (H, W, 3) uint8 and noisy softmax-like scores (5, H, W)."""
-    img = np.array(Image.open(shared_data / "densecrf-examples/im3.png").convert("RGB"))[:120, :100].copy()
+    img = np.array(Image.open(voc_tiny / "JPEGImages/2011_000003.jpg").convert("RGB"))[:120, :100].copy()
     rng = np.random.default_rng(0)
     sm = rng.random((5,) + img.shape[:2]) ** 3
     return img, (sm / sm.sum(0)).astype(np.float32)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from deeplab.crf.api import bilateral_features, gaussian_features
@@ -10,18 +9,7 @@ from deeplab.crf.exact import exact_filter
 from deeplab.crf.lattice import build_lattice, lattice_filter, numba_threads
 from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
 from deeplab.crf.unary import unary_from_probs
-
-VOC = "voc_mini/VOC2012"
-
-
-def voc_crop(shared_data, index: int, box=(slice(90, 150), slice(140, 220))):
-    """A real crop (H, W, 3) uint8 and its ground truth (H, W) (255 = void) from voc_mini val."""
-    root = shared_data / VOC
-    ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()
-    img = np.array(Image.open(root / "JPEGImages" / f"{ids[index]}.jpg").convert("RGB"))
-    gt = np.array(Image.open(root / "SegmentationClass" / f"{ids[index]}.png"))
-    return np.ascontiguousarray(img[box]), gt[box]
-
+from crops import voc_crop
 
 def coarse_unary(gt: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
     """-log of blurred, noisy one-hot ground truth: (N, L) float32, a DCNN-like coarse score map."""
@@ -33,9 +21,9 @@ def coarse_unary(gt: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("normalization", ["NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC", "NORMALIZE_BEFORE"])
-def test_meanfield_lattice_matches_exact_reference(shared_data, normalization):
+def test_meanfield_lattice_matches_exact_reference(normalization):
     for index in (0, 1):
-        img, gt = voc_crop(shared_data, index)
+        img, gt = voc_crop(index)
         h, w = gt.shape
         unary = coarse_unary(gt, 21, seed=index)
         out = []
@@ -96,11 +84,11 @@ def test_lattice_barycentric_weights_and_vertices():
 @pytest.mark.parametrize("num_labels, threads, kernels, matrix", [
     (21, 1, 2, False), (21, 2, 2, False), (2, 1, 2, False), (40, 1, 2, False), (21, 1, 1, False), (21, 1, 2, True),
     (40, 2, 2, True)])
-def test_fused_inference_equals_unfused_steps(shared_data, num_labels, threads, kernels, matrix):
+def test_fused_inference_equals_unfused_steps(num_labels, threads, kernels, matrix):
     """The fused pass (label rows in registers up to 32 labels, a scratch row beyond; serial and parallel
     builds; one or two kernels; Potts, per-label and full L x L compatibilities) equals plain filter +
     softmax steps."""
-    img, gt = voc_crop(shared_data, 2)
+    img, gt = voc_crop(2)
     unary = coarse_unary(np.where(gt == 255, 255, gt % num_labels), num_labels)
     compat = np.linspace(1, 3, num_labels)
     if matrix:  # a learned-looking compatibility: label pairs interact, not only equal labels
@@ -116,9 +104,9 @@ def test_fused_inference_equals_unfused_steps(shared_data, num_labels, threads, 
     assert np.abs(fused - q0).mean() > 1e-3  # the kernels did change Q
 
 
-def test_meanfield_decreases_kl_divergence(shared_data):
+def test_meanfield_decreases_kl_divergence():
     """Mean field with a Potts model is a coordinate descent on KL(Q || P): the objective goes down."""
-    img, gt = voc_crop(shared_data, 3)
+    img, gt = voc_crop(3)
     unary = coarse_unary(gt, 21)
     mf = MeanField(unary)
     mf.add(LatticeKernel(bilateral_features(img, 121, 5), "NORMALIZE_SYMMETRIC"), 4)

@@ -13,16 +13,16 @@ from deeplab.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def batch(shared_data):
+def batch(voc_tiny):
     """Two real 40 x 56 crops as (B, 3, H, W) uint8 and random logits (B, 4, H, W)."""
-    img = np.array(Image.open(shared_data / "densecrf-examples/im2.png").convert("RGB"))
-    crops = np.stack([img[60:100, 100:156], img[120:160, 30:86]])
+    img = np.array(Image.open(voc_tiny / "JPEGImages/2007_000033.jpg").convert("RGB"))
+    crops = np.stack([img[60:100, 100:156], img[100:140, 30:86]])
     gen = torch.Generator().manual_seed(0)
     return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(), 2 * torch.randn(2, 4, 40, 56, generator=gen)
 
 
-def test_torch_lattice_equals_numba_lattice(shared_data):
-    img = np.array(Image.open(shared_data / "densecrf-examples/im1.png").convert("RGB"))[:50, :60]
+def test_torch_lattice_equals_numba_lattice(voc_tiny):
+    img = np.array(Image.open(voc_tiny / "JPEGImages/2007_000042.jpg").convert("RGB"))[:50, :60]
     feat = bilateral_features(np.ascontiguousarray(img), 20, 8)
     values = np.random.default_rng(0).random((len(feat), 3)).astype(np.float32)
     ref = lattice_filter(build_lattice(feat), values)

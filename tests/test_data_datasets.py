@@ -131,9 +131,9 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 3])
 
 
-def test_missing_and_corrupt_files_name_the_file(shared_data, tmp_path):
+def test_missing_and_corrupt_files_name_the_file(voc_tiny, tmp_path):
     voc = tmp_path / "VOC2012"
-    shutil.copytree(shared_data / "voc_mini" / "VOC2012", voc)
+    shutil.copytree(voc_tiny, voc)
     ds = build_dataset("voc", voc, "val")
     _truncate(voc / "JPEGImages" / f"{ds.names[0]}.jpg")
     with pytest.raises(InputError, match=f"{ds.names[0]}.jpg"):

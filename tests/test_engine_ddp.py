@@ -8,7 +8,7 @@ import torch
 
 from deeplab.engine.state import load_state
 from deeplab.models import load_model
-from engine_tiny import tiny_camvid, tiny_dict, write_config
+from engine_tiny import tiny_dict, write_config
 
 # Each rank trains, then saves its own copy of the weights so the test can compare them.
 WORKER = """
@@ -25,12 +25,11 @@ def torchrun() -> list[str]:
     return [str(exe)] if exe.is_file() else [shutil.which("torchrun") or "torchrun"]
 
 
-def test_ddp_two_cpu_processes_keep_identical_weights(shared_data, tmp_path):
+def test_ddp_two_cpu_processes_keep_identical_weights(camvid_tiny, tmp_path):
     """torchrun, gloo, 2 processes x (2 micro-batches of 1) = global batch 4: DDP averages the gradients, so both
     ranks end with the same weights (and BN statistics, broadcast from rank 0); only rank 0 writes files."""
-    root = tiny_camvid(shared_data, tmp_path, n=6)
-    cfg = write_config(tmp_path / "ddp.yaml", tiny_dict(root, train={"iterations": 3, "batch_size": 4,
-                                                                     "checkpoint_every": 2}))
+    cfg = write_config(tmp_path / "ddp.yaml", tiny_dict(camvid_tiny, data={"split": "train+val"},
+                                                        train={"iterations": 3, "batch_size": 4, "checkpoint_every": 2}))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "run"

@@ -11,14 +11,14 @@ from deeplab.cli import main
 from deeplab.engine.state import load_state
 from deeplab.engine.trainer import train
 from deeplab.models import load_model
-from engine_tiny import tiny_camvid, tiny_config, tiny_dict, write_config
+from engine_tiny import tiny_config, tiny_dict, write_config
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGTERM, 0), (signal.SIGINT, 1)])
-def test_killed_run_checkpoints_and_resumes_on_the_same_trajectory(shared_data, tmp_path, sig, workers):
+def test_killed_run_checkpoints_and_resumes_on_the_same_trajectory(camvid_tiny, tmp_path, sig, workers):
     """SIGTERM to the trainer, or SIGINT to its whole process group (Ctrl-C, reaching the DataLoader worker too):
     it finishes the iteration, checkpoints, exits 128+signal; --resume then ends where a straight run ends."""
-    root = tiny_camvid(shared_data, tmp_path)
+    root = camvid_tiny
     cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(root, data={"workers": workers},
                                                          train={"iterations": 500, "checkpoint_every": 1000}))
     out = tmp_path / "run"

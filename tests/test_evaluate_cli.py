@@ -26,9 +26,9 @@ def camvid_model(tmp_path_factory):
                       palette=CAMVID_PALETTE, preprocess=Preprocess())
 
 
-def test_evaluate_cli_matches_direct_computation(camvid_model, shared_data, tmp_path, capsys):
+def test_evaluate_cli_matches_direct_computation(camvid_model, camvid_tiny, tmp_path, capsys):
     args = ["evaluate", "--checkpoint", str(camvid_model), "--dataset", "camvid", "--data",
-            str(shared_data / "camvid"), "--split", "test", "--crf", "--bi-w", "5", "--trimap", "10", "--limit", "2",
+            str(camvid_tiny), "--split", "test", "--crf", "--bi-w", "5", "--trimap", "10", "--limit", "2",
             "-o", str(tmp_path), "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -39,7 +39,7 @@ def test_evaluate_cli_matches_direct_computation(camvid_model, shared_data, tmp_
     assert len(summary["trimap"]["crf"]["miou"]) == 10
 
     loaded = load_model(camvid_model)
-    ds = build_dataset("camvid", shared_data / "camvid", "test")
+    ds = build_dataset("camvid", camvid_tiny, "test")
     conf = np.zeros((11, 11), np.int64)
     conf_crf = np.zeros((11, 11), np.int64)
     for i in range(2):
@@ -67,13 +67,13 @@ def test_crf_search_cli_writes_best_into_checkpoint(camvid_model, shared_data, t
     assert "best CRF mIoU" in capsys.readouterr().out
 
 
-def test_cli_errors_exit_2(camvid_model, shared_data, tmp_path, capsys):
-    base = ["evaluate", "--checkpoint", str(camvid_model), "--data", str(shared_data / "voc_mini"), "-o", str(tmp_path)]
+def test_cli_errors_exit_2(camvid_model, camvid_tiny, voc_tiny, tmp_path, capsys):
+    base = ["evaluate", "--checkpoint", str(camvid_model), "--data", str(voc_tiny), "-o", str(tmp_path)]
     assert main(base + ["--dataset", "voc"]) == 2
     assert "11 classes" in capsys.readouterr().err
     assert main(base + ["--dataset", "camvid"]) == 2
     assert "val.txt" in capsys.readouterr().err
-    bad = ["evaluate", "--checkpoint", str(camvid_model), "--dataset", "camvid", "--data", str(shared_data / "camvid"),
+    bad = ["evaluate", "--checkpoint", str(camvid_model), "--dataset", "camvid", "--data", str(camvid_tiny),
            "-o", str(tmp_path), "--crf", "--crf-params", '{"bi_w": 4, "sigma": 2}']
     assert main(bad) == 2
     assert "sigma" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""ONNX export (onnxruntime vs torch), the export CLI and predict()'s cached onnxruntime path."""
+"""ONNX export (onnxruntime vs torch), the export CLI and predict()'s onnxruntime backend (export cached on disk)."""
 
 import importlib
 
@@ -41,32 +41,39 @@ def test_export_cli(msc_model, tmp_path, capsys):
     assert cli_main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.onnx")]) == 2
 
 
-def test_predict_backends_agree_and_cache_follows_weights(msc_model, monkeypatch):
-    monkeypatch.setattr(predict_mod, "AUTO_EXPORT_AFTER_S", 1e-9)
+def test_predict_backends_agree_and_the_export_is_cached_on_disk(msc_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPLAB_CACHE_DIR", str(tmp_path))
     image = np.random.default_rng(0).integers(0, 256, (45, 30, 3), dtype=np.uint8)
     eager = predict(msc_model, image, backend="eager")
-    first = predict(msc_model, image)  # auto: eager until the eager time spent reaches the export cost
-    entry = predict_mod._ORT_CACHE[msc_model]
-    assert entry.runner is None and entry.eager_seconds > 0 and np.array_equal(first, eager)
-    second = predict(msc_model, image)  # ... then onnxruntime
-    assert entry.runner is not None
-    np.testing.assert_allclose(second, eager, atol=1e-5)
+    np.testing.assert_allclose(predict(msc_model, image), eager, atol=1e-5)  # default: channels_last
+    ort = predict(msc_model, image, backend="onnxruntime")
+    np.testing.assert_allclose(ort, eager, atol=1e-5)
+    exported = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(exported) == 1 and predict_mod.weights_key(msc_model) in exported[0].name
+
+    predict_mod._SESSIONS.clear()  # as in a new process: the file is reused, nothing is exported again
+    monkeypatch.setattr("deeplab.models.onnx_export.export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    np.testing.assert_array_equal(predict(msc_model, image, backend="onnxruntime"), ort)
+    monkeypatch.undo()
+    monkeypatch.setenv("DEEPLAB_CACHE_DIR", str(tmp_path))
+
     with torch.no_grad():
-        msc_model.classifier.bias[0] += 3.0  # in-place update (like an optimizer step) invalidates the session
+        msc_model.classifier.bias[0] += 3.0  # new weights: a new key, a new export
     changed = predict(msc_model, image, backend="onnxruntime")
-    assert predict_mod._ORT_CACHE[msc_model] is not entry
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
     np.testing.assert_allclose(changed, predict(msc_model, image, backend="eager"), atol=1e-5)
     assert changed[0].mean() > eager[0].mean()
 
 
-def test_predict_falls_back_to_eager(monkeypatch):
+def test_predict_falls_back_to_channels_last(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPLAB_CACHE_DIR", str(tmp_path))
     model = build_model("deeplab-largefov", num_classes=2, width=0.0625)
 
-    def broken(_):
+    def broken(*args, **kwargs):
         raise RuntimeError("no exporter here")
 
-    monkeypatch.setattr(predict_mod, "_ort_runner", broken)
+    monkeypatch.setattr("deeplab.models.onnx_export.export_onnx", broken)
     image = np.full((20, 20, 3), 90, np.uint8)
     with pytest.warns(RuntimeWarning, match="no exporter here"):
         out = predict(model, image, backend="onnxruntime")
-    np.testing.assert_array_equal(out, predict(model, image, backend="eager"))
+    np.testing.assert_array_equal(out, predict(model, image, backend="channels_last"))

@@ -1,29 +1,41 @@
 """The ``deeplab`` command: a thin dispatcher over ``deeplab.commands.<name>`` modules.
 
-Each command module defines ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``,
-and imports heavy dependencies inside ``run`` so that ``deeplab --help`` stays fast.
-Exit codes: 0 success, 1 unexpected failure, 2 bad input (usage, missing/corrupt file), 130 interrupted.
+Each command module defines ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``, and imports
+heavy dependencies (torch, numba) inside ``run``: ``deeplab --help`` and ``deeplab <command> --help`` import
+neither. One error boundary for every command: exit 0 success, 2 bad input or a failed read/write (one line
+naming the file or flag, never a traceback), 130 on SIGINT (Ctrl-C) and 143 on SIGTERM at any moment, 1 for an
+unexpected failure (a bug: that one keeps its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from deeplab.errors import InputError
 
 # subcommand name -> module under deeplab.commands
 COMMANDS: dict[str, str] = {
-    "train": "train",
     "segment": "segment",
+    "crf": "crf",
+    "train": "train",
     "evaluate": "evaluate",
     "crf-search": "crf_search",
     "convert": "convert",
     "export": "export",
     "benchmark": "benchmark",
-    "crf": "crf",
 }
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,23 +52,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """A user-facing message on one line. Errors re-raised from worker processes (torch's DataLoader embeds
+    the worker's whole traceback in the message) keep only the original message; OS errors name the file."""
+    text = str(error).strip() or type(error).__name__
+    if "Traceback (most recent call last)" in text:
+        last = text.splitlines()[-1]
+        head, sep, rest = last.partition(": ")
+        text = rest if sep and head.split(".")[-1].endswith(("Error", "Exception")) else last
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {error.strerror or text}"
+    return " ".join(text.split())
+
+
+def _interrupted(error: BaseException) -> bool:
+    """numba's dispatcher turns a KeyboardInterrupt raised during a compiled call into a SystemError."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (KeyboardInterrupt, Terminated)):
+            return True
+        seen = seen.__context__ or seen.__cause__
+    return "KeyboardInterrupt" in str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    command = "deeplab"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        command = f"deeplab {args.command}"
         return int(args._run(args) or 0)
-    except InputError as e:
-        print(f"deeplab {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"deeplab {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"deeplab {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{command}: terminated", file=sys.stderr)
+        return 143
+    except (InputError, OSError) as e:
+        print(f"{command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except SystemError as e:
+        if _interrupted(e):
+            print(f"{command}: interrupted", file=sys.stderr)
+            return 130
+        raise
+    finally:
+        if main_thread and old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

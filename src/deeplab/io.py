@@ -1,32 +1,73 @@
-"""Atomic file writes: a file either keeps its old content or gets the whole new one."""
+"""Atomic file writes: a file either keeps its old content or gets the whole new one.
+
+Temporary files are named ``.deeplab-XXXXXXXX.tmp`` in the destination folder (a short name, so that the
+longest allowed destination name still works); clean_temp_files removes the ones an interrupted run left.
+A failed write (disk full, file size limit, permissions) leaves the destination untouched and raises
+InputError naming the file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deeplab.errors import InputError
+
+TEMP_PREFIX, TEMP_SUFFIX = ".deeplab-", ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (e.g. an exporter); on
+    success it is renamed over ``path``, on any failure removed. OS errors -> InputError naming ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from e
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions of a new file
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def _remove(tmp: str) -> None:
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions of a new file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files that an interrupted atomic_write left in ``folder``. Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        _remove(str(p))
+    return stale
 
 
 def _umask() -> int:

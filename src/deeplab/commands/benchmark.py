@@ -55,6 +55,10 @@ def run_benchmark(arch: str, size: int, width: float, methods: tuple[str, ...], 
         raise InputError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
     if repeats < 1 or threads < 1:
         raise InputError("--repeats and --threads must be >= 1")
+    if size < 9 or size > 8193:
+        raise InputError(f"--size must lie in [9, 8193], got {size}")
+    if not 0 < width <= 4:
+        raise InputError(f"--width must lie in (0, 4], got {width}")
     torch.manual_seed(0)
     model = build_model(arch, width=width)
     x, what = benchmark_input(size, data)

@@ -8,7 +8,7 @@ HELP = "convert a Caffe DeepLab .caffemodel into a deeplab checkpoint (.pt)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deeplab.models.deeplab import list_models
+    from deeplab.models.variants import list_models
 
     parser.add_argument("caffemodel", help="binary .caffemodel (V1 `layers` or V2 `layer` format)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")

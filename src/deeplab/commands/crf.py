@@ -13,6 +13,7 @@ import argparse
 from deeplab.commands.crf_flags import add_crf_flags, crf_flag_values
 
 HELP = "refine a coarse mask or probability map with the fully connected CRF"
+MAX_SIZE = 2048
 
 PRESETS = {
     "deeplab": {},  # CRFParams defaults: DeepLab-LargeFOV
@@ -43,7 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalization", default=None,
                    choices=["NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"],
                    help="kernel normalisation (deeplab preset: NORMALIZE_AFTER)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads, >= 1 (default: all)")
+    p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="PX",
+                   help=f"refine images larger than PX on their longer side at that size (image and coarse input "
+                        f"shrunk), then upsample the labels to full size; --save-probs keeps the working size "
+                        f"(0 = no limit; default {MAX_SIZE})")
 
 
 def _params(args):
@@ -53,6 +58,19 @@ def _params(args):
     if args.normalization:
         values["normalization"] = args.normalization
     return CRFParams.from_dict(values)
+
+
+def _shrink_maps(maps, size: tuple[int, int]):
+    """(L, H, W) float maps -> (L, h, w) by area averaging (probabilities stay normalised)."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    if maps.shape[1:] == (h, w):
+        return maps
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((w, h), Image.BOX))
+                    for m in maps])
+    return out / out.sum(0, keepdims=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,19 +85,35 @@ def run(args: argparse.Namespace) -> int:
     from deeplab.data.palette import overlay, save_label_png, voc_palette
     from deeplab.errors import InputError
     from deeplab.io import atomic_write
+    from deeplab.outputs import check_output_file
+    from deeplab.resize import fit_within, fitted_size, upsampled_labels
 
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_size < 0 or 0 < args.max_size < 16:
+        raise InputError(f"--max-size must be 0 (no limit) or >= 16, got {args.max_size}")
+    inputs = [args.image, args.probs or args.labels]
+    check_output_file(args.out, (".png",), "-o", inputs)
+    if args.overlay:
+        check_output_file(args.overlay, (".png", ".jpg", ".jpeg"), "--overlay", inputs)
+    if args.save_probs:
+        check_output_file(args.save_probs, (".npy",), "--save-probs", inputs)
     params = _params(args)
-    image = load_rgb(args.image)
-    h, w = image.shape[:2]
+    full_image = load_rgb(args.image)
+    h, w = full_image.shape[:2]
+    work = fitted_size(h, w, args.max_size)
+    image = fit_within(full_image, args.max_size)
     if args.probs:
         try:
-            probs = np.load(args.probs, allow_pickle=False)
+            probs = np.load(args.probs, allow_pickle=False, mmap_mode="r")
         except FileNotFoundError:
             raise InputError(f"--probs file not found: {args.probs}") from None
         except Exception as e:
             raise InputError(f"--probs {args.probs}: cannot read a .npy array ({e})") from e
+        if probs.ndim == 3 and probs.shape[1:] == (h, w) and work != (h, w):
+            probs = _shrink_maps(probs, work)
         try:
-            q = dense_crf(image, probs, params, threads=args.threads)
+            q = dense_crf(image, np.asarray(probs), params, threads=args.threads)
         except InputError as e:
             raise InputError(f"--probs {args.probs}: {e}") from None
         values, palette = np.arange(q.shape[0]), voc_palette()[:min(q.shape[0], 256)]
@@ -97,21 +131,26 @@ def run(args: argparse.Namespace) -> int:
         if args.gt_prob <= 1 / len(ann.classes):
             raise InputError(f"--gt-prob {args.gt_prob} carries no information with {len(ann.classes)} labels: "
                              f"use a value above 1/{len(ann.classes)}")
-        unary = unary_from_labels(ann.index, len(ann.classes), args.gt_prob, unknown=-1)
+        index = ann.index
+        if work != (h, w):  # nearest neighbour keeps label values (and -1 = unknown)
+            index = np.asarray(Image.fromarray(index.astype(np.int32)).resize(work[::-1], Image.NEAREST))
+        unary = unary_from_labels(index, len(ann.classes), args.gt_prob, unknown=-1)
         q = dense_crf_unary(image, unary, params, threads=args.threads)
         values, palette = ann.classes, ann.palette
-    index = q.argmax(0)
+    index = upsampled_labels(q, (h, w)).astype(np.int64)
     if args.labels and ann.is_colour:
         labels, out_palette = index, palette
     else:
         if values.max() > 255:
             raise InputError(f"labels up to {values.max()} do not fit a palette PNG (0-255)")
         labels, out_palette = values[index], None
+    if work != (h, w):
+        print(f"deeplab crf: {args.image} is {w}x{h}: refined at {work[1]}x{work[0]} (--max-size {args.max_size}), "
+              "labels upsampled to full size")
     save_label_png(args.out, labels.astype(np.uint8), out_palette)
     if args.overlay:
-        mixed = overlay(image, labels, out_palette)
-        suffix = Path(args.overlay).suffix.lower().lstrip(".") or "png"
-        fmt = {"jpg": "JPEG", "jpeg": "JPEG"}.get(suffix, suffix.upper())
+        mixed = overlay(full_image, labels, out_palette)
+        fmt = "PNG" if Path(args.overlay).suffix.lower() == ".png" else "JPEG"
         atomic_write(args.overlay, lambda f: Image.fromarray(mixed).save(f, format=fmt))
     if args.save_probs:
         atomic_write(args.save_probs, lambda f: np.save(f, q))

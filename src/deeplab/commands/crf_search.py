@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deeplab.commands.evaluate import open_model_and_data
     from deeplab.engine.crf_search import crf_search, write_crf_to_checkpoint
-    from deeplab.engine.evaluate import model_probs_fn, run_backend
+    from deeplab.engine.evaluate import model_probs_fn
     from deeplab.io import atomic_write
 
     grid = json_object_arg(args.grid, "--grid") if args.grid else None
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             bar.close()
 
-    probs_fn = model_probs_fn(loaded, backend=run_backend(min(args.images, len(dataset))))
+    probs_fn = model_probs_fn(loaded)
     log = crf_search(dataset, probs_fn, images=args.images, seed=args.seed, grid=grid,
                      refine=not args.no_refine, scale_spatial=not args.no_scale, iterations=args.iterations,
                      workers=args.workers, cache_dir=args.cache_dir, progress=progress)

@@ -1,99 +1,148 @@
-"""``deeplab segment INPUTS... -o OUTDIR [--model PATH|default] [--crf/--no-crf] [--overlay]``.
+"""``deeplab segment INPUTS... -o OUTDIR [--model M] [--crf/--no-crf] [--overlay] [--save-probs npy|npz] ...``.
 
-Writes ``OUTDIR/<name>.png`` (palette PNG of class ids, the model's colours) per input image and, with
---overlay, ``OUTDIR/<name>_overlay.jpg``. Exit code 0 when every image was segmented; 2 when an input is
-missing or an image cannot be read (each named on stderr; the readable ones are still written).
+Writes ``OUTDIR/<name>.png`` (palette PNG of class ids, the model's colours) per input image (inputs: files and
+folders; with --recursive, subfolders keep their layout under OUTDIR), with --overlay ``<name>_overlay.jpg``,
+with --save-probs ``<name>_probs.npy|npz`` (float16 (C, h, w)), and with --summary a JSON file of every
+image's size, seconds and class pixel fractions. Outputs are checked before any work (never an input file)
+and written atomically. Exit code 0 when every image was segmented; 2 when an input is missing or an image
+cannot be read (each named on stderr; the readable ones are still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from deeplab.commands.crf_flags import add_crf_flags, crf_flag_values
 
 HELP = "segment images (files or folders) into palette PNG masks, with the fully connected CRF by default"
+MAX_SIZE = 2048
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images (not recursive)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--model", default="default",
-                   help="model file written by `deeplab train`, or 'default' for the shipped model (default)")
+                   help="'default' (the shipped model), or a model file: model.pt or checkpoint.pt of a run, "
+                        "a converted Caffe release")
     p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
-                   help="refine with the dense CRF, using the model's stored CRF parameters or the defaults "
-                        "(default: on)")
+                   help="refine with the dense CRF: the model's stored parameters or the defaults, changed by "
+                        "the flags below (default: on)")
+    add_crf_flags(p)
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg (mask blended over image)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--save-probs", choices=("npy", "npz"), default=None,
+                   help="also write the (CRF-refined) class probabilities, float16 (C, h, w), per image")
+    p.add_argument("--summary", metavar="FILE.json", default=None,
+                   help="write a summary: per image size, seconds, class pixel fractions")
+    p.add_argument("--recursive", action="store_true", help="search input folders recursively")
+    p.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist already")
+    p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="PX",
+                   help=f"segment images larger than PX on their longer side at that size and upsample the "
+                        f"labels back to full size (bounds time and memory; 0 = no limit; default {MAX_SIZE})")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the CRF then runs on the GPU too)")
+    p.add_argument("--backend", choices=("channels_last", "eager", "onnxruntime"), default="channels_last",
+                   help="CPU forward path (onnxruntime: exported once per model and cached on disk)")
+    p.add_argument("--batch-size", type=int, default=1, help="same-size images per forward pass (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the CRF and the writing, overlapping the network (default: 1 on a "
+                        "multi-core CPU, 0 = inline)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for the network (0: torch default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
-    """Input files as given, plus the image files (by suffix, sorted) of input folders.
-
-    InputError for a missing input, an empty folder, or two inputs that would write the same <name>.png.
-    """
-    from deeplab.data.images import IMAGE_SUFFIXES
+def _check_numbers(args: argparse.Namespace) -> None:
     from deeplab.errors import InputError
 
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise InputError(f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise InputError(f"input not found: {path}")
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen:
-            raise InputError(f"{seen[f.stem]} and {f} would both be written as {f.stem}.png")
-        seen[f.stem] = f
-    return files
+    for flag, value, low in (("--threads", args.threads, 0), ("--batch-size", args.batch_size, 1),
+                             ("--max-size", args.max_size, 0), ("--workers", args.workers, 0)):
+        if value is not None and value < low:
+            raise InputError(f"{flag} must be >= {low}, got {value}")
+    if 0 < args.max_size < 64:
+        raise InputError(f"--max-size {args.max_size} is too small to segment anything (use 0 or >= 64)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    import functools
+    import os
+    from pathlib import Path
+
+    from deeplab.engine import segment as pipeline
+    from deeplab.errors import InputError
+    from deeplab.outputs import check_output_dir, check_output_file
+
+    _check_numbers(args)
+    out = check_output_dir(args.out, "-o")
+    summary_path = check_output_file(args.summary, (".json",), "--summary") if args.summary else None
+    found, errors = pipeline.find_images(args.inputs, args.recursive)
+    for e in errors:
+        print(f"deeplab segment: error: {e}", file=sys.stderr)
+    jobs = pipeline.plan_jobs(found, out, args.overlay, args.save_probs)
+    skipped = 0
+    if args.skip_existing:
+        todo = [j for j in jobs if not all(p.is_file() for p in j.outputs())]
+        skipped, jobs = len(jobs) - len(todo), todo
+
     import torch
-    from PIL import Image
 
     from deeplab.crf import CRFParams, dense_crf
-    from deeplab.data.images import load_rgb
-    from deeplab.data.palette import overlay, save_label_png
-    from deeplab.errors import InputError
-    from deeplab.models import load_model, predict
-    from deeplab.weights import resolve_model_path
+    from deeplab.models import load_model
+    from deeplab.models.predict import predict_batch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = collect_images(args.inputs)
-    loaded = load_model(resolve_model_path(args.model))
-    crf_params = (CRFParams.from_dict(loaded.crf) if loaded.crf else CRFParams()) if args.crf else None
-    palette = loaded.palette if len(loaded.palette) else None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for path in files:
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        raise InputError(f"--device {args.device!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device}: CUDA is not available here")
+    loaded = load_model(args.model, device=device)
+    crf_params = None
+    if args.crf:
         try:
-            image = load_rgb(path)
-        except InputError as e:
-            print(f"deeplab segment: error: {e}", file=sys.stderr)
-            failed.append(path)
-            continue
-        probs = predict(loaded.model, image, loaded.preprocess)
-        if crf_params is not None:
-            probs = dense_crf(image, probs, crf_params)
-        labels = probs.argmax(0).astype(np.uint8)
-        save_label_png(out / f"{path.stem}.png", labels, palette)
-        if args.overlay:
-            Image.fromarray(overlay(image, labels, palette)).save(out / f"{path.stem}_overlay.jpg", quality=90)
-    done = len(files) - len(failed)
-    print(f"deeplab segment: {done} of {len(files)} images segmented into {out}"
-          f" ({'with' if crf_params else 'without'} CRF)")
-    if failed:
-        print(f"deeplab segment: error: could not read {len(failed)} image(s): {', '.join(map(str, failed))}",
+            crf_params = CRFParams.from_dict({**(loaded.crf or {}), **crf_flag_values(args)})
+        except (TypeError, ValueError) as e:
+            raise InputError(f"CRF flags: {e}") from None
+    on_gpu = device.type != "cpu"
+    workers = args.workers if args.workers is not None else (1 if crf_params and (os.cpu_count() or 1) > 1 else 0)
+    if on_gpu:
+        workers = 0  # the CRF runs on the GPU in this process
+    if crf_params is None:
+        crf_fn = None
+    elif on_gpu:
+        from deeplab.models.inference import refine_with_crf
+
+        def crf_fn(image, probs):
+            return refine_with_crf([image], torch.from_numpy(probs)[None].to(device), crf_params)[0].cpu().numpy()
+    else:
+        crf_fn = functools.partial(dense_crf, params=crf_params, threads=1)
+
+    def probs_fn(images):
+        return list(predict_batch(loaded.model, images, loaded.preprocess, args.backend).cpu().numpy())
+
+    from tqdm import tqdm
+
+    palette = loaded.palette if len(loaded.palette) else None
+    with tqdm(total=len(jobs), disable=args.no_progress or not jobs, desc="segment", unit="img",
+              dynamic_ncols=True) as bar:
+        result = pipeline.run(jobs, probs_fn, crf_fn=crf_fn, palette=palette, classes=loaded.classes,
+                              max_size=args.max_size, batch_size=args.batch_size, workers=workers,
+                              progress=bar.update)
+    for line in result.resized:
+        print(f"deeplab segment: {line}: segmented at --max-size {args.max_size}, labels upsampled to full size",
+              file=sys.stderr)
+    if summary_path is not None:
+        pipeline.write_summary(summary_path, result, {
+            "model": str(args.model), "crf": crf_params.to_dict() if crf_params else None, "backend": args.backend,
+            "device": str(device), "workers": workers, "skipped_existing": skipped})
+    done = len(result.records)
+    rate = f", {done / result.seconds:.2f} images/s" if done and result.seconds > 0 else ""
+    print(f"deeplab segment: {done} of {len(jobs)} images segmented into {out}"
+          f" ({'with' if crf_params else 'without'} CRF{rate})" + (f"; {skipped} skipped (existing)" if skipped else ""))
+    for e in result.failed:
+        print(f"deeplab segment: error: {e}", file=sys.stderr)
+    if result.failed or errors:
+        print(f"deeplab segment: error: {len(result.failed) + len(errors)} input(s) could not be segmented",
               file=sys.stderr)
         return 2
     return 0

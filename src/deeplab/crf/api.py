@@ -16,6 +16,9 @@ from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
 
+MIN_STD = 0.01  # below this every pixel is its own lattice vertex: no filtering, only cost
+
+
 def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
@@ -46,8 +49,9 @@ class CRFParams:
                 raise InputError(f"CRFParams.{name} must be a finite number, got {v!r}")
         for name in ("bi_xy_std", "bi_rgb_std", "pos_xy_std"):
             v = getattr(self, name)
-            if not _is_number(v) or not math.isfinite(v) or v <= 0:
-                raise InputError(f"CRFParams.{name} must be a finite number > 0, got {v!r}")
+            if not _is_number(v) or not math.isfinite(v) or v < MIN_STD:
+                raise InputError(f"CRFParams.{name} must be a finite number >= {MIN_STD} (pixels / colour levels), "
+                                 f"got {v!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, (int, np.integer)) \
                 or self.iterations < 0:
             raise InputError(f"CRFParams.iterations must be an integer >= 0, got {self.iterations!r}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from deeplab.errors import InputError
 from deeplab.crf.simd import MAX_REGISTER_LABELS, blur_row, copy_row, gather_rows, meanfield_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
@@ -498,11 +499,11 @@ def build_lattice(features: np.ndarray) -> Lattice:
     """features: (N, D) float, already divided by the kernel standard deviations (D >= 1)."""
     feat = np.ascontiguousarray(features, dtype=np.float32)
     if feat.ndim != 2 or feat.shape[1] < 1 or feat.shape[0] < 1:
-        raise ValueError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
+        raise InputError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
     fmin, fmax = _bounds(feat)
     span = max(-fmin.min(), fmax.max()) if np.isfinite(fmin).all() and np.isfinite(fmax).all() else np.inf
     if span * np.sqrt(2.0 / 3.0) * (feat.shape[1] + 1) ** 2 > 2 ** 30:
-        raise ValueError(f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
+        raise InputError(f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
                          f"the lattice coordinates would overflow; use larger standard deviations")
     layout = _key_layout(fmin, fmax)
     if layout is None:  # general path: vertex keys of D int32 coordinates
@@ -717,7 +718,7 @@ def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray |
     values = np.asarray(values, dtype=np.float32)
     n, num_values = values.shape
     if n != lattice.n:
-        raise ValueError(f"values have {n} rows but the lattice has {lattice.n} points")
+        raise InputError(f"values have {n} rows but the lattice has {lattice.n} points")
     nl = padded(num_values)
     if nl != num_values or not values.flags.c_contiguous:
         values = np.pad(values, ((0, 0), (0, nl - num_values)))
@@ -780,7 +781,7 @@ def numba_threads(threads: int | None = None):
     import numba
 
     if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise InputError(f"threads must be >= 1, got {threads}")
     old_serial = getattr(_LOCAL, "serial", False)
     if threads is not None and int(threads) == 1:
         _LOCAL.serial = True

@@ -22,6 +22,7 @@ from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel,
                                  row_starts, splat_buffers, threads_in_use)
 from deeplab.crf.simd import rows_from_columns
 from deeplab.crf.unary import UNARY_CLIP
+from deeplab.errors import InputError
 
 NORMALIZATIONS = ("NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC")
 
@@ -32,7 +33,7 @@ def normalization_weights(raw_norm, normalization: str):
     raw_norm: (N,) = K 1, a NumPy array or a torch tensor (the factors are of the same kind).
     """
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        raise InputError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if normalization == "NO_NORMALIZATION":
         return None, None
     n = 1.0 / (raw_norm + 1e-20)
@@ -128,13 +129,13 @@ def compat_matrix(compat, num_labels: int) -> np.ndarray:
         return (-float(c) * np.eye(num_labels)).astype(np.float32)
     if c.ndim == 1:
         if c.shape[0] != num_labels:
-            raise ValueError(f"compat vector must have {num_labels} entries, got {c.shape[0]}")
+            raise InputError(f"compat vector must have {num_labels} entries, got {c.shape[0]}")
         return np.diag(c).astype(np.float32)
     if c.ndim == 2:
         if c.shape != (num_labels, num_labels):
-            raise ValueError(f"compat matrix must be ({num_labels}, {num_labels}), got {c.shape}")
+            raise InputError(f"compat matrix must be ({num_labels}, {num_labels}), got {c.shape}")
         return (0.5 * (c + c.T)).astype(np.float32)
-    raise ValueError(f"compat must be a number, an (L,) vector or an (L, L) matrix, got shape {c.shape}")
+    raise InputError(f"compat must be a number, an (L,) vector or an (L, L) matrix, got shape {c.shape}")
 
 
 def _is_diagonal(c: np.ndarray) -> bool:
@@ -160,7 +161,7 @@ class MeanField:
         computed in one pass (log and transpose in registers; fastest for C-contiguous float32)."""
         probs = np.ascontiguousarray(probs, dtype=np.float32)
         if probs.ndim != 2 or not clip > 0:
-            raise ValueError(f"probs must be (L, N) and clip > 0, got shape {probs.shape} and clip {clip}")
+            raise InputError(f"probs must be (L, N) and clip > 0, got shape {probs.shape} and clip {clip}")
         mf = cls.__new__(cls)
         mf._start(_energy_rows(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)), probs.shape[0])
         return mf
@@ -177,7 +178,7 @@ class MeanField:
 
     def add(self, kernel: LatticeKernel | ExactKernel, compat) -> None:
         if kernel.n != self.neg_unary.shape[0]:
-            raise ValueError(f"kernel has {kernel.n} points but the unary has {self.neg_unary.shape[0]}")
+            raise InputError(f"kernel has {kernel.n} points but the unary has {self.neg_unary.shape[0]}")
         c = np.zeros((self.neg_unary.shape[1],) * 2, np.float32)
         c[:self.num_labels, :self.num_labels] = compat_matrix(compat, self.num_labels)
         self.terms.append((kernel, c))

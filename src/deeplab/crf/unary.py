@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deeplab.errors import InputError
+
 
 UNARY_CLIP = 1e-5  # probabilities are clipped to this before -log (DeepLab's and pydensecrf's value)
 
@@ -31,14 +33,14 @@ def unary_from_labels(labels: np.ndarray, num_labels: int, gt_prob: float = 0.5,
     [0, L). gt_prob in (0, 1); gt_prob = 1/L makes every pixel uninformative.
     """
     if not 0.0 < gt_prob < 1.0:
-        raise ValueError(f"gt_prob must lie in (0, 1), got {gt_prob}")
+        raise InputError(f"gt_prob must lie in (0, 1), got {gt_prob}")
     if num_labels < 2:
-        raise ValueError(f"num_labels must be >= 2 for label unaries, got {num_labels}")
+        raise InputError(f"num_labels must be >= 2 for label unaries, got {num_labels}")
     labels = np.asarray(labels).astype(np.int64)
     known = np.ones(labels.shape, bool) if unknown is None else labels != unknown
     bad = known & ((labels < 0) | (labels >= num_labels))
     if bad.any():
-        raise ValueError(f"labels must lie in [0, {num_labels}) (or equal unknown={unknown}); "
+        raise InputError(f"labels must lie in [0, {num_labels}) (or equal unknown={unknown}); "
                          f"found {np.unique(labels[bad])[:5].tolist()}")
     u = np.full((num_labels,) + labels.shape, -np.log((1.0 - gt_prob) / (num_labels - 1)), np.float32)
     np.put_along_axis(u, np.where(known, labels, 0)[None], np.float32(-np.log(gt_prob)), axis=0)

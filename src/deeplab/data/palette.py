@@ -10,6 +10,7 @@ from PIL import Image
 
 from deeplab.data.images import open_image
 from deeplab.errors import InputError
+from deeplab.io import atomic_write
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -32,19 +33,17 @@ def full_palette(colors: np.ndarray | list) -> np.ndarray:
 
 
 def save_label_png(path: str | os.PathLike, labels: np.ndarray, palette: np.ndarray | None = None) -> Path:
-    """Write labels (H, W) integer in [0, 255] as a palette ('P' mode) PNG, like VOC SegmentationClass."""
+    """Write labels (H, W) integer in [0, 255] as a palette ('P' mode) PNG, like VOC SegmentationClass
+    (atomically: an interrupted or failed write keeps the previous file)."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise InputError(f"labels must be (H, W), got shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
         raise InputError(f"labels must lie in [0, 255] for a palette PNG, got [{labels.min()}, {labels.max()}]")
-    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img = Image.frombytes("P", labels.shape[::-1], np.ascontiguousarray(labels, np.uint8).tobytes())
     pal = voc_palette() if palette is None else full_palette(palette)
     img.putpalette(pal.reshape(-1).tolist())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
 def load_label_png(path: str | os.PathLike) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Every key is checked: an unknown key, a wrong type or an out-of-range value raises InputError naming
 ``section.key`` (and the file). Defaults are the paper's recipe (DeepLab v1, Chen et al. 2015, sec. 4):
-SGD momentum 0.9, weight decay 5e-4, batch 20, lr 1e-3 (x10 on the classifier), x0.1 every 2000
-iterations, 6000 iterations, 321x321 crops.
+SGD momentum 0.9, weight decay 5e-4, batch 20, lr 1e-3 (x10 on the classifier, x2 on biases as in the
+released Caffe prototxts), x0.1 every 2000 iterations, 6000 iterations, 321x321 crops.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from deeplab.errors import InputError
 
 @dataclass
 class ModelConfig:
-    """Network: ``arch`` as deeplab.models.build_model names it; ``init``: torchvision VGG-16 weights file or null."""
+    """Network: ``arch`` as deeplab.models.build_model names it.
+
+    ``init``: null (from scratch), a torchvision VGG-16 state dict (ImageNet weights, fc6/fc7 decimated), or a
+    trained deeplab model file (``model.pt`` or ``checkpoint.pt`` of a run): every tensor it holds is copied
+    into the new model, which may add layers (e.g. the MSc branches of the paper's second stage).
+    """
 
     arch: str = "deeplab-largefov"
     width: float = 1.0
@@ -36,7 +41,8 @@ class DataConfig:
     """Training data (deeplab.data.build_dataset) and the joint crop/scale/flip augmentation.
 
     ``root`` relative paths are taken from the current directory. ``val_split``: optional split for
-    periodic mIoU (train.val_every); ``val_max_images``: cap on its size (0 = all).
+    periodic mIoU (train.val_every); ``val_max_images``: cap on its size (0 = all). ``test_split``: optional
+    second split scored at the same times (all its images), for learning curves only (never used to choose).
     """
 
     dataset: str = "voc"
@@ -49,6 +55,7 @@ class DataConfig:
     workers: int = 0
     val_split: str | None = None
     val_max_images: int = 0
+    test_split: str | None = None
 
 
 @dataclass
@@ -57,8 +64,16 @@ class TrainConfig:
     passes of ``micro_batch`` images and accumulates gradients until its share of the batch is done.
 
     schedule: "step" (lr * gamma ** (it // step_size)) or "poly" (lr * (1 - it / iterations) ** power).
-    class_weighting: "none" (the paper) or "median_frequency" (loss weights from the training labels,
-    see deeplab.engine.class_weights).
+    bias_lr_mult: learning-rate multiplier of convolution biases on top of their layer's (Caffe's
+    ``lr_mult: 2``, the released DeepLab prototxts: x2 in the backbone, x20 on fc8); 1 turns it off.
+    class_weighting: "none" (the paper), "median_frequency" (SegNet) or "enet" (1 / ln(1.02 + p), ENet):
+    loss weights from the training labels, see deeplab.engine.class_weights.
+    loss_resolution: "score_map" (the paper: stride-8 scores against labels subsampled by 8) or "image"
+    (scores upsampled x8 as at test time, against the full-resolution labels).
+    freeze: parameter names or name prefixes (``backbone``, ``head.fc6``, ...) that are not trained; their
+    batch-norm layers keep their running statistics (the paper's MSc stage 2 freezes the trained DeepLab).
+    precision: "fp32" or "bf16" (autocast: convolutions in bfloat16, forward and backward; the loss and
+    the weights stay float32). channels_last: NHWC memory format (faster convolutions on CPU).
     threads: torch intra-op threads per process (0 = torch default). device: auto | cpu | cuda.
     checkpoint_every / log_every / val_every: in iterations (val_every 0 = never).
     """
@@ -68,6 +83,7 @@ class TrainConfig:
     micro_batch: int = 20
     lr: float = 1e-3
     classifier_lr_mult: float = 10.0
+    bias_lr_mult: float = 2.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "step"
@@ -75,6 +91,10 @@ class TrainConfig:
     gamma: float = 0.1
     power: float = 0.9
     class_weighting: str = "none"
+    loss_resolution: str = "score_map"
+    freeze: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    channels_last: bool = True
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
@@ -94,12 +114,21 @@ class Config:
 
 
 SCHEDULES = ("step", "poly")
-CLASS_WEIGHTINGS = ("none", "median_frequency")
+CLASS_WEIGHTINGS = ("none", "median_frequency", "enet")
+LOSS_RESOLUTIONS = ("score_map", "image")
+PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check/convert one YAML value against a field type (str, int, float, bool, or X | None)."""
+    """Check/convert one YAML value against a field type (str, int, float, bool, list[str], or X | None)."""
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):  # a single name: ``train.freeze=backbone``
+            value = [value]
+        if not isinstance(value, list):
+            raise InputError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     args = typing.get_args(hint)
     if type(None) in args:
         if value is None:
@@ -164,6 +193,7 @@ def _validate(c: Config) -> None:
     need(t.batch_size % t.micro_batch == 0, "train.micro_batch", f"must divide train.batch_size={t.batch_size}")
     need(t.lr > 0, "train.lr", "must be > 0")
     need(t.classifier_lr_mult > 0, "train.classifier_lr_mult", "must be > 0")
+    need(t.bias_lr_mult > 0, "train.bias_lr_mult", "must be > 0")
     need(0 <= t.momentum < 1, "train.momentum", "must lie in [0, 1)")
     need(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
     need(t.schedule in SCHEDULES, "train.schedule", f"must be one of {SCHEDULES}")
@@ -171,10 +201,14 @@ def _validate(c: Config) -> None:
     need(0 < t.gamma <= 1, "train.gamma", "must lie in (0, 1]")
     need(t.power > 0, "train.power", "must be > 0")
     need(t.class_weighting in CLASS_WEIGHTINGS, "train.class_weighting", f"must be one of {CLASS_WEIGHTINGS}")
+    need(t.loss_resolution in LOSS_RESOLUTIONS, "train.loss_resolution", f"must be one of {LOSS_RESOLUTIONS}")
+    need(t.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}")
+    need(all(t.freeze), "train.freeze", "names must not be empty")
     need(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     need(t.log_every >= 1, "train.log_every", "must be >= 1")
     need(t.val_every >= 0, "train.val_every", "must be >= 0")
-    need(t.val_every == 0 or c.data.val_split is not None, "train.val_every", "needs data.val_split to be set")
+    need(t.val_every == 0 or c.data.val_split is not None or c.data.test_split is not None, "train.val_every",
+         "needs data.val_split or data.test_split to be set")
     need(t.threads >= 0, "train.threads", "must be >= 0")
     need(t.device in DEVICES, "train.device", f"must be one of {DEVICES}")
 

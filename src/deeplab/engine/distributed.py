@@ -92,3 +92,28 @@ def broadcast_buffers(module: torch.nn.Module, env: DistEnv) -> None:
     if env.distributed:
         for b in module.buffers():
             dist.broadcast(b, src=0)
+
+
+def sum_over_ranks(array, env: DistEnv):
+    """Element-wise sum of a NumPy integer/float array over all ranks (returned on every rank)."""
+    if not env.distributed:
+        return array
+    import numpy as np
+
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    dist.all_reduce(t)
+    return t.numpy()
+
+
+def gather_lists(items: list, env: DistEnv) -> list:
+    """Concatenation over ranks (in rank order) of each rank's list of picklable items, on every rank."""
+    if not env.distributed:
+        return items
+    out: list = [None] * env.world_size
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+def shard(n: int, env: DistEnv) -> list[int]:
+    """This rank's share of n items: indices rank, rank + world, ... (every item on exactly one rank)."""
+    return list(range(env.rank, n, env.world_size))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing as mp
+import signal
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -99,12 +100,18 @@ def _image_stats_star(args: tuple) -> dict:
     return image_stats(*args)
 
 
+def _ignore_sigint() -> None:
+    """Pool worker start-up: Ctrl-C (SIGINT to the whole process group) is the main process's to handle; it
+    terminates the pool. Workers print no KeyboardInterrupt tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def worker_pool(workers: int) -> Iterator:
     """A process pool whose workers start from a fresh server process ("forkserver"): they inherit no torch or
     OpenMP thread state from this process (forking after a forward pass can deadlock numba's OpenMP layer).
-    Closed and joined on exit (terminated on error)."""
-    pool = mp.get_context("forkserver").Pool(workers)
+    Closed and joined on exit (terminated on error or interruption)."""
+    pool = mp.get_context("forkserver").Pool(workers, initializer=_ignore_sigint)
     try:
         yield pool
         pool.close()
@@ -126,13 +133,14 @@ def default_crf_fn() -> CRFFn:
 
 def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, crf_fn: CRFFn | None = None,
              trimap_width: int = 0, limit: int | None = None, workers: int = 2,
-             progress: Callable[[int, int], None] | None = None) -> EvalResult:
+             progress: Callable[[int, int], None] | None = None, shard: tuple[int, int] = (0, 1)) -> EvalResult:
     """Score ``probs_fn`` over ``dataset`` (items: image (H, W, 3) uint8, label (H, W) uint8; 255 ignored).
 
     crf: also score the CRF-refined prediction (crf_fn defaults to deeplab.crf.dense_crf, crf_params to the
     CRF's defaults). trimap_width: W > 0 also accumulates band statistics for widths 1..W (paper: 40).
     limit: the first N images only. workers: processes for the per-image work (0 = inline).
-    progress(done, total) is called after each image.
+    shard (rank, world): this process scores images rank, rank + world, ... (the sums of all shards' integer
+    confusions equal one process's). progress(done, total) is called after each image.
     """
     if crf:
         if crf_fn is None:
@@ -148,12 +156,14 @@ def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, 
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     if n < 1:
         raise InputError(f"nothing to evaluate: the data set has {len(dataset)} images (limit {limit})")
+    rank, world = shard
+    mine = list(range(rank, n, world))
     classes = list(dataset.classes)
     result = EvalResult(classes, crf_params=crf_params.to_dict() if crf_params is not None else None)
     boundary = getattr(dataset, "boundary", "void")
 
     def tasks():
-        for i in range(n):
+        for i in mine:
             image, gt = dataset.sample(i) if hasattr(dataset, "sample") else dataset[i]  # untransformed pair
             result.names.append(dataset.names[i] if hasattr(dataset, "names") else str(i))
             yield image, probs_fn(image), gt, len(classes), boundary, trimap_width, crf_fn, crf_params
@@ -161,7 +171,7 @@ def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, 
     def collect(stats: dict) -> None:
         result.add(stats)
         if progress is not None:
-            progress(result.n_images, n)
+            progress(result.n_images, len(mine))
 
     if workers <= 0:
         for t in tasks():
@@ -195,18 +205,11 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def model_probs_fn(model, preprocess=None, backend: str = "auto") -> ProbsFn:
+def model_probs_fn(model, preprocess=None, backend: str | None = None) -> ProbsFn:
     """probs_fn of a network: a LoadedModel, or an nn.Module with an optional Preprocess; backend as in
-    deeplab.models.predict."""
-    from deeplab.models import predict
+    deeplab.models.predict (default channels_last: deterministic, no set-up)."""
+    from deeplab.models.predict import DEFAULT_BACKEND, predict
 
     if hasattr(model, "model") and hasattr(model, "preprocess"):  # LoadedModel
         model, preprocess = model.model, preprocess or model.preprocess
-    return lambda image: predict(model, image, preprocess, backend=backend)
-
-
-def run_backend(num_images: int) -> str:
-    """The forward backend for a scoring run over num_images, fixed up front so that the scores do not
-    depend on timing (predict's "auto" switches to onnxruntime after a time budget, and the two backends
-    differ by ~1e-7): onnxruntime from 20 images on (its export costs a few seconds), else eager."""
-    return "onnxruntime" if num_images >= 20 else "eager"
+    return lambda image: predict(model, image, preprocess, backend=backend or DEFAULT_BACKEND)

@@ -1,7 +1,8 @@
 """Training checkpoints: everything needed to continue a run on the same trajectory, written atomically.
 
 A checkpoint holds the model and optimizer (momentum buffers) state, the number of completed iterations,
-the data position (the same on every rank: all ranks consume equal shares) and the config.
+the data position (the same on every rank: all ranks consume equal shares), the config, the seconds spent
+training so far and ``meta`` (classes, palette, preprocess: what makes the checkpoint usable as a model file).
 Random state needs no saving: dropout is seeded from
 (seed, rank, iteration) and augmentation from (seed, epoch, index) (see deeplab.engine.sampler), so both
 are restored by construction.
@@ -13,21 +14,20 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-
 from deeplab.engine.sampler import Position
 from deeplab.errors import InputError
 from deeplab.io import atomic_torch_save, load_torch_file
+from deeplab.models.checkpoint import TRAIN_STATE_FORMAT as FORMAT
 
-FORMAT = "deeplab-train-state"
 VERSION = 1
 
 
 def save_state(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict, iteration: int,
-               position: Position, config: dict) -> Path:
+               position: Position, config: dict, meta: dict | None = None, train_seconds: float = 0.0) -> Path:
     """Write a checkpoint atomically (a kill mid-write leaves the previous one intact)."""
     return atomic_torch_save({
         "format": FORMAT, "version": VERSION, "iteration": iteration,
-        "position": asdict(position), "config": config,
+        "position": asdict(position), "config": config, "meta": meta or {}, "train_seconds": float(train_seconds),
         "model": model_state, "optimizer": optimizer_state,
     }, path)
 

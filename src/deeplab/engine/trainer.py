@@ -1,18 +1,21 @@
 """The training loop: SGD on the stride-8 score map against ground truth subsampled by 8 (paper Sec. 4).
 
 Output folder (``out``): config.yaml (the resolved config), checkpoint.pt (training state, atomic, every
-train.checkpoint_every iterations, on SIGINT/SIGTERM and at the end), log.jsonl + curves.png (loss, lr,
-val mIoU), model.pt (the final model, deeplab.models.save_model format) when the run completes.
+train.checkpoint_every iterations, on SIGINT/SIGTERM and at the end; a model file too: ``--model
+checkpoint.pt`` works everywhere), log.jsonl + curves.png (loss, lr, val/test mIoU), model.pt (the final
+model, deeplab.models.save_model format) when the run completes.
 Runs under torchrun with DistributedDataParallel; only rank 0 writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
+import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,12 +29,13 @@ from deeplab.data.base import IGNORE_INDEX
 from deeplab.data.transforms import SeededDataset, TrainTransform, subsample_labels
 from deeplab.engine import distributed as D
 from deeplab.engine.config import Config, config_from_dict, dump_config
-from deeplab.engine.optim import build_optimizer, lr_at, set_lr
+from deeplab.engine.optim import build_optimizer, freeze, frozen_norms, lr_at, set_lr
 from deeplab.engine.plots import append_log, plot_curves, read_log, truncate_log
 from deeplab.engine.sampler import Position, ResumableSampler
 from deeplab.engine.state import load_state, save_state
 from deeplab.errors import InputError
-from deeplab.io import atomic_write
+from deeplab.io import atomic_write, clean_temp_files
+from deeplab.outputs import check_output_dir
 from deeplab.preprocess import Preprocess
 
 # Keys that may differ between a checkpoint's config and the config a run is resumed with.
@@ -87,9 +91,16 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, normalizer: fl
                       weight: torch.Tensor | None = None) -> torch.Tensor:
     """Summed (class-weighted) pixel cross-entropy / normalizer.
 
-    logits: (B, C, h, w); target: (B, h, w) int64, 255 = ignored; weight: optional (C,) class weights.
-    normalizer: the batch's loss_normalizer, so micro-batch losses add up to the whole batch's mean.
+    logits: (B, C, h, w) stride-8 scores; target: (B, h, w) int64, 255 = ignored: the labels subsampled to the
+    score map, or (B, 8h-7, 8w-7) full-resolution labels, against which the scores are upsampled x8 first.
+    weight: optional (C,) class weights. normalizer: the batch's loss_normalizer, so micro-batch losses add
+    up to the whole batch's mean.
     """
+    h, w = logits.shape[-2:]
+    if target.shape[-2:] == (8 * h - 7, 8 * w - 7) and (h, w) != (1, 1):
+        from deeplab.models import upsample_logits
+
+        logits = upsample_logits(logits, target.shape[-2:])
     if logits.shape[-2:] != target.shape[-2:]:
         raise InputError(f"score map {tuple(logits.shape[-2:])} and subsampled labels {tuple(target.shape[-2:])} "
                          "differ: use a crop size 8k+1 (e.g. 321)")
@@ -112,8 +123,10 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int, workers: int) -> Iterator:
-    """Endless stream of (input (B, 3, c, c), target (B, h, w)) micro-batches; advances ``pos`` as it yields."""
+def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int, workers: int,
+                  stride: int = STRIDE) -> Iterator:
+    """Endless stream of (input (B, 3, c, c), target (B, h, w)) micro-batches, labels subsampled by ``stride``
+    (1: full resolution); advances ``pos`` as it yields."""
     while True:
         sampler.set_position(pos)
         dataset.set_epoch(pos.epoch)
@@ -122,7 +135,7 @@ def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int,
                             generator=torch.Generator().manual_seed(pos.epoch), worker_init_fn=_ignore_sigint)
         for x, y in loader:
             pos.consumed += len(x)
-            yield x, subsample_labels(y, STRIDE)
+            yield x, subsample_labels(y, stride)
         pos.epoch += 1
         pos.consumed = 0
 
@@ -133,21 +146,61 @@ def _config_changes(old: dict, new: dict) -> list[str]:
     return [f"{s}.{k}" for s in new for k in new[s] if old[s][k] != new[s][k]]
 
 
-def _build(cfg: Config, load_init: bool):
-    """(raw data set, seeded augmented data set, model, Preprocess). With model.init the model takes
-    torchvision's input convention (and, if load_init, starts from those VGG-16 weights); otherwise Caffe's."""
+def _build(cfg: Config):
+    """(raw data set, freshly initialised model) of a config."""
     from deeplab.data import build_dataset
     from deeplab.models import build_model
-    from deeplab.models.torchvision_init import init_from_torchvision, torchvision_preprocess
 
     raw = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.split)
     torch.manual_seed(cfg.train.seed)  # initial weights
-    model = build_model(cfg.model.arch, raw.num_classes, cfg.model.width, cfg.model.batch_norm)
-    preprocess = torchvision_preprocess() if cfg.model.init else Preprocess()
-    if cfg.model.init and load_init:
-        init_from_torchvision(model, cfg.model.init, seed=cfg.train.seed)
-    transform = TrainTransform(cfg.data.crop_size, (cfg.data.scale_min, cfg.data.scale_max), cfg.data.flip, preprocess)
-    return raw, SeededDataset(raw, transform, cfg.train.seed), model, preprocess
+    return raw, build_model(cfg.model.arch, raw.num_classes, cfg.model.width, cfg.model.batch_norm)
+
+
+def _start(model: torch.nn.Module, cfg: Config) -> Preprocess:
+    """model.init into ``model`` (none: Caffe's input convention); returns the Preprocess it trains in."""
+    if not cfg.model.init:
+        return Preprocess()
+    from deeplab.models.warm_start import init_weights
+
+    preprocess, fresh = init_weights(model, cfg.model.init, seed=cfg.train.seed)
+    print(f"model.init: {cfg.model.init}; {len(fresh)} tensors start fresh ({', '.join(fresh[:6])}"
+          f"{', ...' if len(fresh) > 6 else ''})", flush=True)
+    return preprocess
+
+
+def _resumed_preprocess(state: dict, cfg: Config) -> Preprocess:
+    """The Preprocess of a resumed run: stored in its checkpoint (older checkpoints: implied by model.init)."""
+    meta = state.get("meta") or {}
+    if "preprocess" in meta:
+        return Preprocess.from_dict(meta["preprocess"])
+    if not cfg.model.init:
+        return Preprocess()
+    from deeplab.models.warm_start import init_preprocess
+
+    return init_preprocess(cfg.model.init)
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (an flock, released when the process ends, however it ends) for the whole run: a second
+    training into the same folder is refused while the first runs. Removes the temporary files of an
+    interrupted earlier run."""
+    check_output_dir(out, "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise InputError(f"--out {out}: another training (pid {owner}) is writing into this folder; "
+                             "wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        clean_temp_files(out)
+        yield
+    finally:
+        os.close(fd)
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -155,7 +208,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     env = D.setup(cfg.train.device)
     finished = False
     try:
-        with StopSignals() as stop:
+        with run_folder_lock(Path(out)) if env.is_main else contextlib.nullcontext(), StopSignals() as stop:
             result = _train(cfg, Path(out), resume, progress, env, stop)
         finished = True
         return result
@@ -173,8 +226,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     accum = t.batch_size // (env.world_size * t.micro_batch)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
 
-    raw, dataset, model, preprocess = _build(cfg, load_init=not resume)
-    weight = _class_weights(raw) if t.class_weighting == "median_frequency" else None  # (C,) on the CPU
+    raw, model = _build(cfg)
+    weight = _class_weights(raw, t.class_weighting)  # (C,) on the CPU, or None
     weight_dev = None if weight is None else weight.to(env.device)
     if resume:
         state = load_state(ckpt_path)
@@ -183,12 +236,21 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
             raise InputError(f"--resume: config differs from the checkpoint's in {', '.join(bad)} "
                              f"(see {out / 'config.yaml'})")
         model.load_state_dict(state["model"])
+        preprocess = _resumed_preprocess(state, cfg)
         start, pos = state["iteration"], state["position"]
+        elapsed = float(state.get("train_seconds", 0.0))
     else:
         if ckpt_path.exists():
             raise InputError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
-        start, pos = 0, Position()
-    model.to(env.device).train()
+        preprocess = _start(model, cfg)
+        start, pos, elapsed = 0, Position(), 0.0
+    transform = TrainTransform(cfg.data.crop_size, (cfg.data.scale_min, cfg.data.scale_max), cfg.data.flip, preprocess)
+    dataset = SeededDataset(raw, transform, t.seed)
+    freeze(model, t.freeze)
+    norms = frozen_norms(model)
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    model.to(env.device, memory_format=memory_format).train()
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     optimizer = build_optimizer(model, t)
     if resume:
         optimizer.load_state_dict(state["optimizer"])
@@ -199,7 +261,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     if sampler.num_samples < t.micro_batch:
         raise InputError(f"data.split {cfg.data.split!r} has {len(dataset)} samples: too few for "
                          f"{env.world_size} process(es) x train.micro_batch={t.micro_batch}")
-    stream = micro_batches(dataset, sampler, pos, t.micro_batch, cfg.data.workers)
+    stream = micro_batches(dataset, sampler, pos, t.micro_batch, cfg.data.workers,
+                           STRIDE if t.loss_resolution == "score_map" else 1)
+    meta = {"classes": list(raw.classes), "palette": np.asarray(raw.palette).tolist(),
+            "preprocess": preprocess.to_dict()}
 
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +274,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     def checkpoint(iteration: int) -> None:
         if env.is_main:
             save_state(ckpt_path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-                       iteration=iteration, position=Position(pos.epoch, pos.consumed), config=cfg.to_dict())
+                       iteration=iteration, position=Position(pos.epoch, pos.consumed), config=cfg.to_dict(),
+                       meta=meta, train_seconds=elapsed)
             plot_curves(read_log(log_path), out / "curves.png")
 
     bar = None
@@ -225,20 +291,26 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
             base_lr = lr_at(it, t)
             set_lr(optimizer, base_lr)
             torch.manual_seed(iteration_seed(t.seed, env.rank, it))
+            for m in norms:  # frozen layers keep their statistics (also after a validation's eval/train switch)
+                m.eval()
             chunks = [next(stream) for _ in range(accum)]
             norm = loss_normalizer([y for _, y in chunks], weight)
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for k, (x, y) in enumerate(chunks):
-                sync = nullcontext() if not env.distributed or k == accum - 1 else net.no_sync()
+                sync = contextlib.nullcontext() if not env.distributed or k == accum - 1 else net.no_sync()
                 with sync:
-                    loss = segmentation_loss(net(x.to(env.device)), y.to(env.device), norm, weight_dev)
+                    with autocast:
+                        logits = net(x.to(env.device, memory_format=memory_format))
+                    loss = segmentation_loss(logits.float(), y.to(env.device), norm, weight_dev)
                     loss.backward()
                 loss_sum += loss.item()
             if D.any_rank(not math.isfinite(loss_sum), env):
-                raise RuntimeError(f"training diverged: loss is {loss_sum} at iteration {it}; lower train.lr")
+                raise InputError(f"training diverged: loss is {loss_sum} at iteration {it}; lower train.lr "
+                                 f"(now {t.lr}); the last good state is {ckpt_path}")
             optimizer.step()
             window_time += time.perf_counter() - tic
+            elapsed += time.perf_counter() - tic
             it += 1
             window_loss += loss_sum
             window_its += 1
@@ -248,13 +320,13 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
                                 img_s=f"{window_its * t.batch_size / window_time:.2f}")
             if it % t.log_every == 0 or it == t.iterations:
                 record = {"iteration": it, "loss": D.mean_over_ranks(window_loss / window_its, env), "lr": base_lr,
-                          "img_per_s": window_its * t.batch_size / window_time}
+                          "img_per_s": window_its * t.batch_size / window_time, "hours": elapsed / 3600}
                 if env.is_main:
                     append_log(log_path, record)
                 window_loss, window_its, window_time = 0.0, 0, 0.0
             if t.val_every and it % t.val_every == 0:
                 if env.is_main:
-                    append_log(log_path, {"iteration": it, **_validate(model, cfg, preprocess)})
+                    append_log(log_path, {"iteration": it, **_validate(model, cfg, preprocess), "hours": elapsed / 3600})
                 D.barrier(env)
             stopping = D.any_rank(stop.signum is not None, env)
             if stopping or it % t.checkpoint_every == 0 or it == t.iterations:
@@ -279,21 +351,29 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     return TrainResult(it, ckpt_path, model, model_path)
 
 
-def _class_weights(raw) -> torch.Tensor:
-    """(C,) float32 median-frequency weights of a data set's labels (read without the images)."""
-    from deeplab.engine.class_weights import class_pixel_counts, median_frequency_weights
+def _class_weights(raw, kind: str) -> torch.Tensor | None:
+    """(C,) float32 loss weights of train.class_weighting from a data set's labels (read without the images)."""
+    from deeplab.engine.class_weights import class_pixel_counts, enet_weights, median_frequency_weights
 
-    labels = (raw.load_label(i) for i in range(len(raw)))
-    return torch.tensor(median_frequency_weights(*class_pixel_counts(labels, raw.num_classes)), dtype=torch.float32)
+    if kind == "none":
+        return None
+    counts, present_in = class_pixel_counts((raw.load_label(i) for i in range(len(raw))), raw.num_classes)
+    w = median_frequency_weights(counts, present_in) if kind == "median_frequency" else enet_weights(counts)
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def _validate(model: torch.nn.Module, cfg: Config, preprocess: Preprocess) -> dict:
-    """mIoU and pixel accuracy of ``model`` on data.val_split (its first data.val_max_images images; 0 = all)."""
+    """mIoU and pixel accuracy of ``model`` on data.val_split (its first data.val_max_images images; 0 = all)
+    and on data.test_split (every image)."""
     from deeplab.data import build_dataset
     from deeplab.engine.evaluate import evaluate, model_probs_fn
     from deeplab.metrics import scores
 
-    val = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split)
-    result = evaluate(val, model_probs_fn(model, preprocess), limit=cfg.data.val_max_images or None, workers=0)
-    s = scores(result.conf)
-    return {"val_miou": s["miou"], "val_pixel_acc": s["pixel_acc"]}
+    out = {}
+    for prefix, split, limit in (("val", cfg.data.val_split, cfg.data.val_max_images), ("test", cfg.data.test_split, 0)):
+        if split is not None:
+            data = build_dataset(cfg.data.dataset, cfg.data.root, split)
+            result = evaluate(data, model_probs_fn(model, preprocess, backend="eager"), limit=limit or None, workers=0)
+            s = scores(result.conf)
+            out.update({f"{prefix}_miou": s["miou"], f"{prefix}_pixel_acc": s["pixel_acc"]})
+    return out

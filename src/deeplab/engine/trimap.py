@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from deeplab.io import atomic_write
 from deeplab.metrics import label_boundaries, scores
 
 
@@ -66,14 +65,11 @@ def plot_trimap(trimap: dict, path: str | os.PathLike, title: str | None = None)
 
     trimap: {"widths": [...], "<method>": {"pixel_acc": [...], "miou": [...]}, ...} as in metrics.json.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from deeplab.engine.plots import figure, save_figure
 
     widths = trimap["widths"]
     methods = [k for k in trimap if k != "widths"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = figure(10, 4, 2)
     for ax, key, label in zip(axes, ("pixel_acc", "miou"), ("pixel accuracy (%)", "mean IOU (%)")):
         for m in methods:
             values = [100 * v if v is not None else np.nan for v in trimap[m][key]]
@@ -84,8 +80,4 @@ def plot_trimap(trimap: dict, path: str | os.PathLike, title: str | None = None)
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)

@@ -1,19 +1,69 @@
-"""DeepLab v1 DCNN: atrous VGG-16 variants, inference, checkpoints, weight import and export."""
+"""DeepLab v1 DCNN: atrous VGG-16 variants, inference, checkpoints, weight import and export.
 
-from deeplab.models.checkpoint import LoadedModel, load_model, save_model
-from deeplab.models.deeplab import DeepLab, aligned_size, build_model, list_models, upsample_logits
-from deeplab.models.predict import predict
-from deeplab.models.vgg import output_size
+Names are imported on first use (PEP 562), so ``import deeplab.models.variants`` (the architecture list)
+does not import torch.
+"""
 
-__all__ = [
-    "DeepLab",
-    "LoadedModel",
-    "aligned_size",
-    "build_model",
-    "list_models",
-    "load_model",
-    "output_size",
-    "predict",
-    "save_model",
-    "upsample_logits",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DeepLab": "deeplab.models.deeplab",
+    "aligned_size": "deeplab.models.deeplab",
+    "build_model": "deeplab.models.deeplab",
+    "upsample_logits": "deeplab.models.deeplab",
+    "list_models": "deeplab.models.variants",
+    "output_size": "deeplab.models.vgg",
+    "LoadedModel": "deeplab.models.checkpoint",
+    "load_model": "deeplab.models.checkpoint",
+    "save_model": "deeplab.models.checkpoint",
+    "predict": "deeplab.models.predict",
+    "predict_batch": "deeplab.models.predict",
+    "segment": "deeplab.models.inference",
+    "get_model": "deeplab.models.builders",
+    "list_builders": "deeplab.models.builders",
+    "deeplab_vgg16": "deeplab.models.builders",
+    "deeplab_vgg16_msc": "deeplab.models.builders",
+    "deeplab_4x4": "deeplab.models.builders",
+    "deeplab_4x4_msc": "deeplab.models.builders",
+    "deeplab_7x7": "deeplab.models.builders",
+    "deeplab_7x7_msc": "deeplab.models.builders",
+    "deeplab_largefov": "deeplab.models.builders",
+    "deeplab_largefov_msc": "deeplab.models.builders",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from deeplab.models.builders import (
+        deeplab_4x4,
+        deeplab_4x4_msc,
+        deeplab_7x7,
+        deeplab_7x7_msc,
+        deeplab_largefov,
+        deeplab_largefov_msc,
+        deeplab_vgg16,
+        deeplab_vgg16_msc,
+        get_model,
+        list_builders,
+    )
+    from deeplab.models.inference import segment
+    from deeplab.models.checkpoint import LoadedModel, load_model, save_model
+    from deeplab.models.deeplab import DeepLab, aligned_size, build_model, upsample_logits
+    from deeplab.models.predict import predict, predict_batch
+    from deeplab.models.variants import list_models
+    from deeplab.models.vgg import output_size
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'deeplab.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -17,7 +17,8 @@ import torch
 
 from deeplab.errors import InputError
 from deeplab.models.caffe_proto import Blob, Layer, Net, read_caffemodel
-from deeplab.models.deeplab import MSC_SUFFIX, DeepLab, build_model
+from deeplab.models.deeplab import DeepLab, build_model
+from deeplab.models.variants import MSC_SUFFIX
 from deeplab.models.msc import MSC_TAPS
 from deeplab.models.vgg import CONV_NAMES
 

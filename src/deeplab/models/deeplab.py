@@ -9,16 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplab.errors import InputError
-from deeplab.models.heads import HEADS, FCHead
+from deeplab.models.heads import FCHead
 from deeplab.models.msc import MSC_TAPS, MScBranch
+from deeplab.models.variants import HEADS, MSC_SUFFIX, list_models
 from deeplab.models.vgg import AtrousVGG16, output_size
-
-MSC_SUFFIX = "-msc"
-
-
-def list_models() -> list[str]:
-    """All architecture names: deeplab, deeplab-4x4, deeplab-7x7, deeplab-largefov and their -msc versions."""
-    return [name + msc for name in HEADS for msc in ("", MSC_SUFFIX)]
 
 
 class DeepLab(nn.Module):
@@ -96,6 +90,13 @@ class DeepLab(nn.Module):
         """Every parameter not in classifier_parameters() (VGG convs, fc6/fc7, MSc MLP layers)."""
         ids = {id(p) for p in self.classifier_parameters()}
         return (p for p in self.parameters() if id(p) not in ids)
+
+    def predict(self, images, **kwargs):
+        """Labels (or probabilities) at each input image's size: deeplab.models.inference.segment with this
+        model (preprocessing, padding, x8 upsampling, cropping, optional CRF)."""
+        from deeplab.models.inference import segment
+
+        return segment(images, self, **kwargs)
 
     def config(self) -> dict:
         """Constructor arguments: build_model(**model.config()) rebuilds the architecture."""

@@ -1,37 +1,16 @@
-"""The fully convolutional fc6/fc7 heads of the DeepLab v1 variants (paper Table 2).
+"""The fully convolutional fc6/fc7 heads of the DeepLab v1 variants (specs: deeplab.models.variants).
 
-fc6 is an atrous k x k convolution; its effective size d*(k-1)+1 is odd for every variant
-(4x4 rate 4 -> 13, 4x4 rate 8 -> 25, 7x7 rate 4 -> 25, 3x3 rate 12 -> 25), so a symmetric pad of
-d*(k-1)/2 keeps the stride-8 map size (Caffe: pad 6 for 4x4 rate 4, pad 12 for the others). The
-4x4 taps then sit at offsets -6, -2, +2, +6 (x rate/4) around each output pixel: no asymmetric pad needed.
+fc6 is atrous with a symmetric pad of rate*(k-1)/2 (Caffe: pad 6 for 4x4 rate 4, pad 12 for the others).
+The 4x4 taps then sit at offsets -6, -2, +2, +6 (x rate/4) around each output pixel: no asymmetric pad needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from deeplab.models.variants import HeadSpec
 from deeplab.models.vgg import ConvUnit, scaled
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """fc6 kernel size, atrous rate and fc6/fc7 channels (at width 1); avg_pool: the LargeFOV pool5a."""
-
-    kernel: int
-    rate: int
-    channels: int
-    avg_pool: bool = False
-
-
-HEADS: dict[str, HeadSpec] = {
-    "deeplab": HeadSpec(kernel=4, rate=4, channels=4096),
-    "deeplab-4x4": HeadSpec(kernel=4, rate=8, channels=4096),
-    "deeplab-7x7": HeadSpec(kernel=7, rate=4, channels=4096),
-    "deeplab-largefov": HeadSpec(kernel=3, rate=12, channels=1024, avg_pool=True),
-}
 
 
 class FCHead(nn.Module):

@@ -9,6 +9,7 @@ torch.export needs to export the MSc sum.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from deeplab.errors import InputError
+from deeplab.io import atomic_path
 from deeplab.models.deeplab import DeepLab, aligned_size
 
 OPSET = 18
@@ -29,7 +31,6 @@ def export_onnx(model: DeepLab, path: str | os.PathLike, *, example_size: int = 
                 opset: int = OPSET) -> Path:
     """Write model (in eval mode) as ONNX. example_size: traced side (made 8k+1); dynamic: B/H/W symbolic."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     side = aligned_size(max(9, int(example_size)))
     x = torch.zeros(1, 3, side, side)
     dynamic_shapes = None
@@ -37,8 +38,9 @@ def export_onnx(model: DeepLab, path: str | os.PathLike, *, example_size: int = 
         k_h = torch.export.Dim("k_h", min=2, max=(MAX_SIDE - 1) // 8 + 1)
         k_w = torch.export.Dim("k_w", min=2, max=(MAX_SIDE - 1) // 8 + 1)
         dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: 8 * k_h - 7, 3: 8 * k_w - 7}}
-    was_training = model.training
-    model.eval()
+    # a private NCHW copy in eval mode: the caller's model keeps its mode and memory format (torch.export's
+    # dynamic shapes do not trace channels_last weights)
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
     onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed, skipping torchvision::nms" etc.
@@ -47,9 +49,9 @@ def export_onnx(model: DeepLab, path: str | os.PathLike, *, example_size: int = 
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
                                         input_names=["image"], output_names=["logits"], external_data=False)
-            program.save(str(path))
+            with atomic_path(path) as tmp:
+                program.save(str(tmp))
     finally:
-        model.train(was_training)
         onnx_log.setLevel(level)
     return path
 

@@ -1,20 +1,23 @@
 """Whole-image inference: pad to an aligned size, forward, Caffe-Interp upsample, crop, softmax.
 
-The forward runs on onnxruntime when that pays off (it was the fastest CPU path in
-benchmarks/bench_forward.py: 1.7-1.8x eager for LargeFOV at 513x513; see the README). Exporting costs a few
-seconds, so backend="auto" runs eagerly until the eager forwards of the current weights have taken
-AUTO_EXPORT_AFTER_S in total (rent-or-buy: never more than about twice the better choice), then exports once,
-keeps the session in a per-model cache (dropped when any parameter or buffer changes) and falls back to
-eager torch, with one warning, if export or session creation fails. backend="eager" bypasses all of this.
+Backends (deterministic: the same backend always runs, whatever the timing):
+- ``channels_last`` (default): eager torch with NHWC memory format, the fastest path that needs no set-up
+  (the model is converted in place once; its weights are unchanged).
+- ``eager``: plain NCHW torch.
+- ``onnxruntime``: the network exported to ONNX once per set of weights and cached on disk
+  (``$DEEPLAB_CACHE_DIR`` or ``~/.cache/deeplab``, keyed by a hash of the weights and architecture), so a
+  model pays the export once, not once per process. Falls back to ``channels_last`` with one warning if the
+  ``onnx`` extra is missing or the export fails.
+Models on a GPU always run eagerly there.
 """
 
 from __future__ import annotations
 
-import tempfile
-import time
+import hashlib
+import os
 import warnings
 import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 
@@ -26,8 +29,8 @@ from deeplab.errors import InputError
 from deeplab.models.deeplab import DeepLab, aligned_size, upsample_logits
 from deeplab.preprocess import Preprocess
 
-BACKENDS = ("auto", "onnxruntime", "eager")
-AUTO_EXPORT_AFTER_S = 5.0  # about the export + session time of full-width LargeFOV on 2 cores
+BACKENDS = ("channels_last", "eager", "onnxruntime")
+DEFAULT_BACKEND = "channels_last"
 
 
 def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -49,20 +52,20 @@ def padded_input(image: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
     return F.pad(x, (0, aligned_size(W) - W, 0, aligned_size(H) - H)).unsqueeze(0).contiguous()
 
 
-def probabilities(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(1, C, h, w) stride-8 logits -> (C, H, W) float32 softmax probabilities (upsampled, cropped)."""
-    return torch.softmax(upsample_logits(logits.float(), size), dim=1)[0].numpy().astype(np.float32, copy=False)
+def cache_dir() -> Path:
+    """Where exported ONNX files are kept: $DEEPLAB_CACHE_DIR, else $XDG_CACHE_HOME/deeplab or ~/.cache/deeplab."""
+    if os.environ.get("DEEPLAB_CACHE_DIR"):
+        return Path(os.environ["DEEPLAB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deeplab"
 
 
-@dataclass
-class _OrtEntry:
-    fingerprint: tuple
-    eager_seconds: float = 0.0
-    runner: object | None = None
-    failed: bool = False
-
-
-_ORT_CACHE: "weakref.WeakKeyDictionary[DeepLab, _OrtEntry]" = weakref.WeakKeyDictionary()
+def weights_key(model: DeepLab) -> str:
+    """Hex digest of the architecture and every weight and buffer (changes with any training step)."""
+    h = hashlib.sha256(repr(sorted(model.config().items())).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
 
 
 def _fingerprint(model: torch.nn.Module) -> tuple:
@@ -70,55 +73,90 @@ def _fingerprint(model: torch.nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in chain(model.parameters(), model.buffers()))
 
 
-def _ort_runner(model: DeepLab):
-    from deeplab.models.onnx_export import OnnxRunner, export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="deeplab-onnx-") as tmp:
-        return OnnxRunner(export_onnx(model, Path(tmp) / "model.onnx"), threads=torch.get_num_threads())
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (fingerprint, runner or None)
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor, backend: str) -> torch.Tensor:
-    device = next(model.parameters()).device
-    if backend == "eager" or not isinstance(model, DeepLab) or device.type != "cpu":
-        return model(x.to(device)).cpu()
-    entry = _ORT_CACHE.get(model)
+def onnx_runner(model: DeepLab):
+    """An onnxruntime runner of ``model``'s current weights: from the on-disk cache, exporting on a miss.
+    None (after one warning) when onnxruntime is unavailable or the export fails."""
     fp = _fingerprint(model)
-    if entry is None or entry.fingerprint != fp:
-        entry = _ORT_CACHE[model] = _OrtEntry(fp, failed=entry.failed if entry else False)
-    if entry.failed or (backend == "auto" and entry.runner is None and entry.eager_seconds < AUTO_EXPORT_AFTER_S):
-        t0 = time.perf_counter()
-        logits = model(x)
-        entry.eager_seconds += time.perf_counter() - t0
-        return logits
-    if entry.runner is None:
-        try:
-            entry.runner = _ort_runner(model)
-        except Exception as e:  # missing onnxruntime, exporter limits, ...: stay correct, just slower
-            entry.failed = True
-            warnings.warn(f"predict: onnxruntime path unavailable ({type(e).__name__}: {e}); using eager torch",
-                          RuntimeWarning, stacklevel=3)
-            return model(x)
-    return entry.runner(x)
+    cached = _SESSIONS.get(model)
+    if cached is not None and cached[0] == fp:
+        return cached[1]
+    runner = None
+    try:
+        from deeplab.models.onnx_export import OnnxRunner, export_onnx
+
+        path = cache_dir() / "onnx" / f"{model.arch}-{weights_key(model)}.onnx"
+        if not path.is_file():
+            export_onnx(model, path)  # atomic: concurrent processes each write a whole file
+        runner = OnnxRunner(path, threads=torch.get_num_threads())
+    except Exception as e:  # missing extra, exporter limits, unwritable cache: stay correct, just slower
+        warnings.warn(f"onnxruntime backend unavailable ({type(e).__name__}: {e}); using channels_last torch "
+                      "(install the extra: pip install 'deeplab-v1[onnx]')", RuntimeWarning, stacklevel=3)
+    _SESSIONS[model] = (fp, runner)
+    return runner
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
+    """Stride-8 logits (B, C, h, w) of preprocessed, aligned input (B, 3, H', W'), on the model's device."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    device = next(model.parameters()).device
+    x = x.to(device)
+    if backend == "onnxruntime" and isinstance(model, DeepLab) and device.type == "cpu":
+        runner = onnx_runner(model)
+        if runner is not None:
+            return runner(x)
+        backend = "channels_last"
+    if backend == "channels_last":
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return model(x)
+
+
+def probabilities(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) stride-8 logits -> (B, C, H, W) float32 softmax probabilities (upsampled, cropped)."""
+    return torch.softmax(upsample_logits(logits.float(), size), dim=1)
+
+
+def check_finite(logits: torch.Tensor, what: str = "the model") -> None:
+    if not bool(torch.isfinite(logits).all()):
+        raise InputError(f"{what} produced NaN or infinite scores: its weights are broken (a diverged training?)")
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, image: np.ndarray, preprocess: Preprocess | None = None,
-            backend: str = "auto") -> np.ndarray:
-    """Class probabilities for one image.
+def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], preprocess: Preprocess | None = None,
+                  backend: str = DEFAULT_BACKEND) -> torch.Tensor:
+    """Class probabilities of same-size images in one forward pass.
 
-    image: (H, W, 3) uint8 RGB. preprocess: defaults to model.preprocess (attached by load_model), else Caffe's.
-    backend: auto (onnxruntime once eager forwards took AUTO_EXPORT_AFTER_S), onnxruntime (at once), eager;
-    models on a GPU always run eagerly there.
-    Returns probs: (C, H, W) float32, sums to 1 over C. The model runs in eval mode (its mode is restored).
+    images: B arrays (H, W, 3) uint8 RGB of one size. preprocess: defaults to model.preprocess (attached by
+    load_model), else Caffe's. Returns (B, C, H, W) float32 on the model's device, summing to 1 over C.
+    The model runs in eval mode (its mode is restored).
     """
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not len(images):
+        raise InputError("predict_batch: no images")
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        raise InputError(f"predict_batch: images of one size only, got {sorted(sizes)}")
     preprocess = preprocess or getattr(model, "preprocess", None) or Preprocess()
-    x = padded_input(image, preprocess)
+    x = torch.cat([padded_input(im, preprocess) for im in images])
     was_training = model.training
     model.eval()
     try:
-        logits = _forward(model, x, backend)
+        logits = forward(model, x, backend)
     finally:
         model.train(was_training)
-    return probabilities(logits, image.shape[:2])
+    check_finite(logits)
+    return probabilities(logits, images[0].shape[:2])
+
+
+def predict(model: torch.nn.Module, image: np.ndarray, preprocess: Preprocess | None = None,
+            backend: str = DEFAULT_BACKEND) -> np.ndarray:
+    """Class probabilities for one image: (H, W, 3) uint8 RGB -> (C, H, W) float32 NumPy, summing to 1 over C.
+
+    preprocess: defaults to model.preprocess, else Caffe's. backend: channels_last (default), eager,
+    onnxruntime (see the module docstring).
+    """
+    probs = predict_batch(model, [image], preprocess, backend)[0]
+    return probs.cpu().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from deeplab.errors import InputError
@@ -18,6 +19,6 @@ def default_model_path() -> Path:
     return path
 
 
-def resolve_model_path(spec: str) -> Path:
+def resolve_model_path(spec: str | os.PathLike) -> Path:
     """``"default"`` -> default_model_path(); anything else is taken as a file path."""
-    return default_model_path() if spec == "default" else Path(spec)
+    return default_model_path() if str(spec) == "default" else Path(spec)
