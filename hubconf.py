@@ -24,8 +24,17 @@ from deeplab.models.builders import (  # noqa: E402
     deeplab_vgg16_msc,
 )
 
-__all__ = ["deeplab_4x4", "deeplab_4x4_msc", "deeplab_7x7", "deeplab_7x7_msc", "deeplab_largefov",
-           "deeplab_largefov_camvid", "deeplab_largefov_msc", "deeplab_vgg16", "deeplab_vgg16_msc"]
+__all__ = [
+    "deeplab_4x4",
+    "deeplab_4x4_msc",
+    "deeplab_7x7",
+    "deeplab_7x7_msc",
+    "deeplab_largefov",
+    "deeplab_largefov_camvid",
+    "deeplab_largefov_msc",
+    "deeplab_vgg16",
+    "deeplab_vgg16_msc",
+]
 
 
 def deeplab_largefov_camvid(pretrained: bool = True, **kwargs):

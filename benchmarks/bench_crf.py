@@ -96,7 +96,6 @@ def memory_child(engine: str, data: Path) -> None:
 
 def bench_speed(data: Path, repeats: int) -> list[str]:
     from deeplab.crf import dense_crf
-
     from deeplab.crf.api import grid_gaussian_kernel
 
     img, probs = speed_inputs(data)
@@ -105,10 +104,12 @@ def bench_speed(data: Path, repeats: int) -> list[str]:
         grid_gaussian_kernel.cache_clear()  # nothing reused from the previous call
         return dense_crf(img, probs, threads=threads)
 
-    engines = {"deeplab.crf, 1 thread": lambda: cold(1),
-               "deeplab.crf, 2 threads": lambda: cold(2),
-               "deeplab.crf, 1 thread, same-size image again": lambda: dense_crf(img, probs, threads=1),
-               "deeplab.crf, 2 threads, same-size image again": lambda: dense_crf(img, probs, threads=2)}
+    engines = {
+        "deeplab.crf, 1 thread": lambda: cold(1),
+        "deeplab.crf, 2 threads": lambda: cold(2),
+        "deeplab.crf, 1 thread, same-size image again": lambda: dense_crf(img, probs, threads=1),
+        "deeplab.crf, 2 threads, same-size image again": lambda: dense_crf(img, probs, threads=2),
+    }
     if have_pydensecrf():
         engines["pydensecrf2 (1 thread)"] = lambda: pydensecrf_q(img, probs, "NORMALIZE_AFTER")
     for fn in engines.values():  # warm-up (numba cache load, page faults)
@@ -120,19 +121,29 @@ def bench_speed(data: Path, repeats: int) -> list[str]:
             fn()
             times[name].append(time.perf_counter() - t)
     mem = {}
-    for name, engine in (("deeplab.crf, 1 thread", "ours-1"), ("deeplab.crf, 2 threads", "ours-2"),
-                         ("pydensecrf2 (1 thread)", "pydensecrf2")):
+    for name, engine in (
+        ("deeplab.crf, 1 thread", "ours-1"),
+        ("deeplab.crf, 2 threads", "ours-2"),
+        ("pydensecrf2 (1 thread)", "pydensecrf2"),
+    ):
         if name in engines:
-            out = subprocess.run([sys.executable, __file__, "--data", str(data), "--_memory", engine],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--data", str(data), "--_memory", engine],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             mem[name] = json.loads(out.strip().splitlines()[-1])["delta_mb"]
     ref = times.get("pydensecrf2 (1 thread)")
-    rows = [f"Speed and memory: {img.shape[1]}x{img.shape[0]} image, 21 labels, 10 iterations, DeepLab-LargeFOV "
-            f"parameters, NORMALIZE_AFTER, {repeats} rounds (wall clock, engines interleaved in each round). "
-            f"Speed-up: median over rounds of (pydensecrf2 time / engine time) in the same round, with the "
-            f"25th-75th percentile range", "",
-            "| engine | best time (s) | median time (s) | speed-up vs pydensecrf2 | peak memory (MB) |",
-            "|---|---|---|---|---|"]
+    rows = [
+        f"Speed and memory: {img.shape[1]}x{img.shape[0]} image, 21 labels, 10 iterations, DeepLab-LargeFOV "
+        f"parameters, NORMALIZE_AFTER, {repeats} rounds (wall clock, engines interleaved in each round). "
+        f"Speed-up: median over rounds of (pydensecrf2 time / engine time) in the same round, with the "
+        f"25th-75th percentile range",
+        "",
+        "| engine | best time (s) | median time (s) | speed-up vs pydensecrf2 | peak memory (MB) |",
+        "|---|---|---|---|---|",
+    ]
     for name, t in times.items():
         speed = "n/a"
         if ref:
@@ -147,10 +158,13 @@ def bench_pydensecrf_agreement(data: Path) -> list[str]:
     from deeplab.crf import CRFParams, dense_crf
     from deeplab.crf.synthetic import coarse_probs
 
-    rows = ["Agreement with pydensecrf2 on the 13 voc_mini images (DCNN-like coarse scores, same unary and "
-            "parameters, 10 iterations)", "",
-            "| normalisation | pixel labels equal | mean abs(Q - Q_pydensecrf) | max abs(Q - Q_pydensecrf) |",
-            "|---|---|---|---|"]
+    rows = [
+        "Agreement with pydensecrf2 on the 13 voc_mini images (DCNN-like coarse scores, same unary and "
+        "parameters, 10 iterations)",
+        "",
+        "| normalisation | pixel labels equal | mean abs(Q - Q_pydensecrf) | max abs(Q - Q_pydensecrf) |",
+        "|---|---|---|---|",
+    ]
     for norm in ("NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"):
         equal = total = 0
         mean_diff, max_diff = [], 0.0
@@ -173,10 +187,13 @@ def bench_exact_agreement(data: Path) -> list[str]:
     from deeplab.crf.synthetic import coarse_probs
     from deeplab.crf.unary import unary_from_probs
 
-    rows = ["Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 "
-            "voc_mini images, DeepLab parameters, 10 iterations", "",
-            "| normalisation | pixel labels equal | mean abs(Q - Q_exact) | labels changed by the CRF |",
-            "|---|---|---|---|"]
+    rows = [
+        "Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 "
+        "voc_mini images, DeepLab parameters, 10 iterations",
+        "",
+        "| normalisation | pixel labels equal | mean abs(Q - Q_exact) | labels changed by the CRF |",
+        "|---|---|---|---|",
+    ]
     for norm in ("NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC", "NORMALIZE_BEFORE"):
         equal = changed = total = 0
         diffs = []
@@ -184,7 +201,7 @@ def bench_exact_agreement(data: Path) -> list[str]:
             img, gt = voc(data, name)
             h, w = gt.shape
             y, x = (h - 60) // 2, (w - 80) // 2
-            img, gt = np.ascontiguousarray(img[y:y + 60, x:x + 80]), gt[y:y + 60, x:x + 80]
+            img, gt = np.ascontiguousarray(img[y : y + 60, x : x + 80]), gt[y : y + 60, x : x + 80]
             unary = unary_from_probs(coarse_probs(gt, 21, seed=i)).reshape(21, -1).T
             out = []
             for kernel in (LatticeKernel, ExactKernel):

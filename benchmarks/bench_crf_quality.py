@@ -63,8 +63,10 @@ def table(title: str, results: list[dict]) -> list[str]:
     s = {k: scores(v) for k, v in total.items()}
     rows = [title, "", "| | mIoU | pixel accuracy | accuracy in 5-px boundary band |", "|---|---|---|---|"]
     for name, label in (("before", "coarse scores (argmax)"), ("after", "+ dense CRF")):
-        rows.append(f"| {label} | {100 * s[name]['miou']:.2f} | {100 * s[name]['pixel_acc']:.2f} | "
-                    f"{100 * s['band_' + name]['pixel_acc']:.2f} |")
+        rows.append(
+            f"| {label} | {100 * s[name]['miou']:.2f} | {100 * s[name]['pixel_acc']:.2f} | "
+            f"{100 * s['band_' + name]['pixel_acc']:.2f} |"
+        )
     return rows
 
 
@@ -86,8 +88,13 @@ def main() -> None:
         synth = list(pool.map(synthetic_job, [(masks[i], args.seed + int(i), args.band) for i in chosen]))
     sections = [table(f"Real photos: the {len(names)} voc_mini images (primary)", real)]
     if synth:
-        sections.append(table(f"SYNTHETIC images rendered from {len(synth)} of the {len(masks)} VOC 2012 val masks "
-                              f"(seed {args.seed}; secondary)", synth))
+        sections.append(
+            table(
+                f"SYNTHETIC images rendered from {len(synth)} of the {len(masks)} VOC 2012 val masks "
+                f"(seed {args.seed}; secondary)",
+                synth,
+            )
+        )
     print("\n\n".join("\n".join(rows) for rows in sections))
 
 

@@ -23,14 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", default="eager,channels_last,compile,onnxruntime")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                        help="shared data folder (a voc_mini image is the input; random input if absent)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="shared data folder (a voc_mini image is the input; random input if absent)",
+    )
     args = parser.parse_args(argv)
 
     from deeplab.commands.benchmark import run_benchmark
 
-    print(run_benchmark(args.arch, args.size, args.width, tuple(args.methods.split(",")), args.repeats, args.threads,
-                        args.data))
+    print(
+        run_benchmark(
+            args.arch, args.size, args.width, tuple(args.methods.split(",")), args.repeats, args.threads, args.data
+        )
+    )
     return 0
 
 

@@ -28,19 +28,21 @@ def feature_sets(data: Path) -> dict:
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_crf import speed_inputs
-
     from deeplab.crf.api import bilateral_features, gaussian_features
 
     img, _ = speed_inputs(data)
     h, w = img.shape[:2]
-    sets = {f"bilateral xy {xy} rgb {rgb}": bilateral_features(img, xy, rgb)
-            for xy, rgb in [(121, 5), (121, 1), (121, 13), (10, 5), (80, 5)]}
+    sets = {
+        f"bilateral xy {xy} rgb {rgb}": bilateral_features(img, xy, rgb)
+        for xy, rgb in [(121, 5), (121, 1), (121, 13), (10, 5), (80, 5)]
+    }
     sets.update({f"gaussian xy {xy}": gaussian_features(h, w, xy) for xy in (3, 1, 10)})
     for d in (1, 2, 3, 5, 8):
         rng = np.random.default_rng(d)
         centres = rng.normal(size=(6, d)) * 3
-        sets[f"random D={d}, N=50000"] = (centres[rng.integers(0, 6, 50000)]
-                                          + rng.normal(size=(50000, d))).astype(np.float32)
+        sets[f"random D={d}, N=50000"] = (centres[rng.integers(0, 6, 50000)] + rng.normal(size=(50000, d))).astype(
+            np.float32
+        )
     return sets
 
 
@@ -79,9 +81,13 @@ def main() -> None:
     for _ in range(args.rounds):
         for k, src in enumerate(srcs):
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
-            res = subprocess.run([sys.executable, __file__, "--child", "--data", str(args.data),
-                                  "--repeats", str(args.repeats)], env=env, capture_output=True, text=True,
-                                 check=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--child", "--data", str(args.data), "--repeats", str(args.repeats)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             for name, (ms, shape, m) in json.loads(res.stdout.strip().splitlines()[-1]).items():
                 best[k][name] = (min(best[k].get(name, (float("inf"),))[0], ms), shape, m)
     print(f"build_lattice, single thread, best of {args.rounds} x {args.repeats} builds (ms)\n")

@@ -34,8 +34,9 @@ def trimap_table(data: Path, n: int) -> None:
     fast = [band_confusions(p, g, boundary_distance(g), 21, 40) for p, g in zip(preds, gts)]
     t_fast = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
-    slow = [np.stack([confusion_matrix(p, g, 21, mask=trimap_band(g, w)) for w in range(1, 41)])
-            for p, g in zip(preds, gts)]
+    slow = [
+        np.stack([confusion_matrix(p, g, 21, mask=trimap_band(g, w)) for w in range(1, 41)]) for p, g in zip(preds, gts)
+    ]
     t_slow = (time.perf_counter() - t0) / n
     same = all(np.array_equal(a, b) for a, b in zip(fast, slow))
     print(f"\n### Trimap bands 1..40 px, {n} VOC val masks (identical results: {same})\n")
@@ -68,11 +69,14 @@ def evaluate_table(data: Path, n: int, width: float, threads: int, reps: int) ->
             times[workers].append((time.perf_counter() - t0) / n)
             results.append(r.to_json())
     same = all(r == results[0] for r in results)  # the CRF runs single-threaded inline and in workers
-    print(f"\n### evaluate --crf --trimap, {n} CamVid test images 480x360, deeplab-largefov width {width}, "
-          f"{threads} torch threads, best of {reps} (identical results: {same})\n")
+    print(
+        f"\n### evaluate --crf --trimap, {n} CamVid test images 480x360, deeplab-largefov width {width}, "
+        f"{threads} torch threads, best of {reps} (identical results: {same})\n"
+    )
     print("| workers | s / image | speed-up |\n|---|---|---|")
     for workers, ts in times.items():
         print(f"| {workers} | {min(ts):.2f} | {min(times[0]) / min(ts):.2f}x |")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -26,8 +26,10 @@ SETTINGS = {
     "bf16, NCHW, 2 threads + 1 worker": {"train": {"precision": "bf16", "channels_last": False, "threads": 2}},
     "bf16, channels_last, 1 thread + 1 worker": {"train": {"precision": "bf16", "channels_last": True, "threads": 1}},
     "bf16, channels_last, 2 threads + 1 worker": {"train": {"precision": "bf16", "channels_last": True, "threads": 2}},
-    "bf16, channels_last, 2 threads, loading inline": {"train": {"precision": "bf16", "channels_last": True,
-                                                                 "threads": 2}, "data": {"workers": 0}},
+    "bf16, channels_last, 2 threads, loading inline": {
+        "train": {"precision": "bf16", "channels_last": True, "threads": 2},
+        "data": {"workers": 0},
+    },
 }
 
 
@@ -37,8 +39,9 @@ def run_one(base: dict, overrides: dict, iterations: int, warmup: int) -> float:
     from deeplab.engine.plots import read_log
     from deeplab.engine.trainer import train
 
-    cfg = config_from_dict(merge(merge(base, overrides), {"train": {"iterations": iterations, "log_every": 1,
-                                                                      "checkpoint_every": 10**6}}))
+    cfg = config_from_dict(
+        merge(merge(base, overrides), {"train": {"iterations": iterations, "log_every": 1, "checkpoint_every": 10**6}})
+    )
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, tmp, progress=False)
         rates = [r["img_per_s"] for r in read_log(Path(tmp) / "log.jsonl") if "img_per_s" in r][warmup:]
@@ -59,8 +62,10 @@ def main() -> None:
 
     from deeplab.engine.config import merge
 
-    base = merge(yaml.safe_load(Path(args.config).read_text()),
-                 {"data": {"root": args.data, "val_split": None, "test_split": None}, "train": {"val_every": 0}})
+    base = merge(
+        yaml.safe_load(Path(args.config).read_text()),
+        {"data": {"root": args.data, "val_split": None, "test_split": None}, "train": {"val_every": 0}},
+    )
     names = [n for n in SETTINGS if not args.only or any(s in n for s in args.only)]
     results: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.rounds):
@@ -68,9 +73,11 @@ def main() -> None:
             results[n].append(run_one(base, SETTINGS[n], args.iterations, args.warmup))
     batch = base["train"]["batch_size"]
     m = base["model"]
-    print(f"{m['arch']} width {m['width']}, batch norm {m['batch_norm']}, batch {batch} of "
-          f"{base['data']['crop_size']}x{base['data']['crop_size']} crops; median of {args.rounds} rounds of "
-          f"{args.iterations - args.warmup} timed iterations\n")
+    print(
+        f"{m['arch']} width {m['width']}, batch norm {m['batch_norm']}, batch {batch} of "
+        f"{base['data']['crop_size']}x{base['data']['crop_size']} crops; median of {args.rounds} rounds of "
+        f"{args.iterations - args.warmup} timed iterations\n"
+    )
     print("| setting | img/s | iterations/min | vs before |")
     print("|---|---:|---:|---:|")
     ref = statistics.median(results[names[0]])

@@ -18,7 +18,9 @@ def shared_data() -> Path:
     (an sdist build, a user's machine). The core of the suite runs on the fixtures in tests/data."""
     root = shared_data_root()
     if not (root / "README.md").exists():
-        pytest.skip(f"real data not found at {root} (put ../shared/data beside the checkout or set DEEPLAB_SHARED_DATA)")
+        pytest.skip(
+            f"real data not found at {root} (put ../shared/data beside the checkout or set DEEPLAB_SHARED_DATA)"
+        )
     return root
 
 

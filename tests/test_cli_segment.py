@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 import deeplab.weights
-from deeplab.errors import InputError
 from deeplab.cli import main
 from deeplab.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from deeplab.data.palette import full_palette
+from deeplab.errors import InputError
 from deeplab.models import build_model, save_model
 from deeplab.preprocess import Preprocess
 
@@ -36,8 +36,23 @@ def images(camvid_tiny, tmp_path):
 @pytest.mark.parametrize("crf", ["--crf", "--no-crf"])
 def test_segment_folder_writes_palette_masks_and_overlays(tiny_model, images, tmp_path, crf):
     out = tmp_path / "out"
-    assert main(["segment", str(images[0].parent), "-o", str(out), "--model", str(tiny_model), crf,
-                 "--overlay", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(images[0].parent),
+                "-o",
+                str(out),
+                "--model",
+                str(tiny_model),
+                crf,
+                "--overlay",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     for img in images:
         w, h = Image.open(img).size
         with Image.open(out / f"{img.stem}.png") as mask:

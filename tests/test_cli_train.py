@@ -7,11 +7,25 @@ from deeplab.models import load_model
 from engine_tiny import tiny_dict, write_config
 
 
+@pytest.mark.slow
 def test_train_cli_end_to_end(camvid_tiny, tmp_path, capsys):
     cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid_tiny))
     out = tmp_path / "run"
-    assert main(["train", str(cfg), "train.iterations=3", "--out", str(out), "--set", "train.schedule=poly",
-                 "train.class_weighting=median_frequency"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "train.iterations=3",
+                "--out",
+                str(out),
+                "--set",
+                "train.schedule=poly",
+                "train.class_weighting=median_frequency",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "model written to" in captured.out and "img_s=" in captured.err  # tqdm bar with speed
     loaded = load_model(out / "model.pt")
@@ -26,12 +40,15 @@ def test_train_cli_end_to_end(camvid_tiny, tmp_path, capsys):
     assert "schedule: poly" in (out / "config.yaml").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train.lrr=1"], "train.lrr"),
-    (["train.micro_batch=3"], "train.micro_batch"),
-    (["nonsense"], "section.key=value"),
-    (["data.root=/nonexistent/camvid"], "/nonexistent/camvid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.lrr=1"], "train.lrr"),
+        (["train.micro_batch=3"], "train.micro_batch"),
+        (["nonsense"], "section.key=value"),
+        (["data.root=/nonexistent/camvid"], "/nonexistent/camvid"),
+    ],
+)
 def test_train_cli_bad_input_exits_2_naming_it(camvid_tiny, tmp_path, capsys, args, message):
     cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(camvid_tiny))
     assert main(["train", str(cfg), *args, "--out", str(tmp_path / "run")]) == 2

@@ -39,6 +39,7 @@ def test_dense_crf_agrees_with_pydensecrf(shared_data):
         assert np.abs(ours - ref).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_dense_crf_improves_coarse_scores_at_boundaries(shared_data):
     """DeepLab's claim on real data (all 9 voc_mini val images, DCNN-like coarse scores): the CRF raises
     accuracy and mIoU, most of all near object boundaries."""
@@ -66,8 +67,13 @@ def test_params_defaults_round_trip_and_overrides():
     assert CRFParams.from_dict(p.to_dict()) == p
     with pytest.raises(InputError, match="unknown"):
         CRFParams.from_dict({**p.to_dict(), "bogus": 1})
-    for bad in ({"bi_xy_std": 0}, {"iterations": -1}, {"iterations": 2.5}, {"pos_w": float("nan")},
-                {"normalization": "SOMETIMES"}):
+    for bad in (
+        {"bi_xy_std": 0},
+        {"iterations": -1},
+        {"iterations": 2.5},
+        {"pos_w": float("nan")},
+        {"normalization": "SOMETIMES"},
+    ):
         with pytest.raises(InputError, match=next(iter(bad))):
             CRFParams(**bad)
 
@@ -116,7 +122,7 @@ def test_non_contiguous_inputs_are_accepted():
     big = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     probs = rng.random((60, 40, 5)).astype(np.float64) + 0.1
     probs /= probs.sum(2, keepdims=True)
-    img_view, p_view = big[::2, ::2], probs.transpose(2, 1, 0)[:, ::2, ::2]   # strided, float64
+    img_view, p_view = big[::2, ::2], probs.transpose(2, 1, 0)[:, ::2, ::2]  # strided, float64
     assert not img_view.flags.c_contiguous and not p_view.flags.c_contiguous
     out = dense_crf(img_view, p_view)
     ref = dense_crf(np.ascontiguousarray(img_view), np.ascontiguousarray(p_view, dtype=np.float32))
@@ -124,10 +130,10 @@ def test_non_contiguous_inputs_are_accepted():
 
 
 def test_unary_helpers():
-    probs = np.array([[0.7, 0.2], [0.3, 0.8]], np.float32)[:, None, :]   # (L=2, H=1, W=2)
+    probs = np.array([[0.7, 0.2], [0.3, 0.8]], np.float32)[:, None, :]  # (L=2, H=1, W=2)
     assert np.allclose(unary_from_probs(probs), -np.log(probs))
     assert np.allclose(unary_from_probs(np.zeros((2, 1, 1)), clip=1e-5), -np.log(1e-5))
-    logits = np.log(probs) + 5.0   # a per-pixel constant does not matter
+    logits = np.log(probs) + 5.0  # a per-pixel constant does not matter
     assert np.allclose(unary_from_logits(logits), -np.log(probs), atol=1e-5)
     u = unary_from_labels(np.array([[0, 2, 255]]), 3, gt_prob=0.6, unknown=255)
     assert u.shape == (3, 1, 3)
@@ -144,6 +150,7 @@ def _worker(args):
     return dense_crf(img, probs, threads=1)
 
 
+@pytest.mark.slow
 def test_dense_crf_is_safe_in_worker_processes_and_threads(voc_tiny):
     """Same answer in-process, with 1 or 2 threads, and in forked / spawned worker processes."""
     img = np.array(Image.open(voc_tiny / "JPEGImages/2007_000042.jpg").convert("RGB"))[:120, :160].copy()
@@ -155,6 +162,6 @@ def test_dense_crf_is_safe_in_worker_processes_and_threads(voc_tiny):
         with mp.get_context(method).Pool(2) as pool:
             for out in pool.map(_worker, [(img, probs)] * 2):
                 assert np.allclose(out, ref, atol=1e-6)
-    with ThreadPoolExecutor(3) as pool:   # concurrent callers in one process
+    with ThreadPoolExecutor(3) as pool:  # concurrent callers in one process
         for out in pool.map(lambda t: dense_crf(img, probs, threads=t), [1, 2, None]):
             assert np.allclose(out, ref, atol=1e-5)

@@ -21,8 +21,25 @@ def test_cli_refines_probabilities(voc_tiny, tmp_path):
     probs = coarse_probs(gt, 21, seed=1)
     np.save(tmp_path / "p.npy", probs)
     out, over, q = tmp_path / "out.png", tmp_path / "over.jpg", tmp_path / "q.npy"
-    assert main(["crf", str(image), "--probs", str(tmp_path / "p.npy"), "-o", str(out), "--overlay", str(over),
-                 "--save-probs", str(q), "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "crf",
+                str(image),
+                "--probs",
+                str(tmp_path / "p.npy"),
+                "-o",
+                str(out),
+                "--overlay",
+                str(over),
+                "--save-probs",
+                str(q),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     labels = load_label_png(out)
     assert Image.open(out).mode == "P" and labels.shape == gt.shape
     assert np.array_equal(labels, np.load(q).argmax(0))
@@ -43,7 +60,7 @@ def test_cli_label_png_keeps_label_values(voc_tiny, tmp_path):
     out = tmp_path / "out.png"
     assert main(["crf", str(image), "--labels", str(tmp_path / "coarse.png"), "--gt-prob", "0.8", "-o", str(out)]) == 0
     labels = load_label_png(out)
-    assert set(np.unique(labels)) == set(np.unique(coarse)) - {255}   # VOC values kept, void filled
+    assert set(np.unique(labels)) == set(np.unique(coarse)) - {255}  # VOC values kept, void filled
     valid = gt != 255
     assert (labels == gt)[valid].mean() > 0.9 and (labels == coarse)[coarse != 255].mean() > 0.9
 
@@ -51,8 +68,23 @@ def test_cli_label_png_keeps_label_values(voc_tiny, tmp_path):
 def test_cli_colour_annotation_like_the_classic_demo(shared_data, tmp_path):
     d = shared_data / "densecrf-examples"
     out, over = tmp_path / "out.png", tmp_path / "over.png"
-    assert main(["crf", str(d / "im3.png"), "--labels", str(d / "anno3.png"), "--preset", "densecrf-demo",
-                 "-o", str(out), "--overlay", str(over)]) == 0
+    assert (
+        main(
+            [
+                "crf",
+                str(d / "im3.png"),
+                "--labels",
+                str(d / "anno3.png"),
+                "--preset",
+                "densecrf-demo",
+                "-o",
+                str(out),
+                "--overlay",
+                str(over),
+            ]
+        )
+        == 0
+    )
     anno = np.array(Image.open(d / "anno3.png").convert("RGB"))
     result = np.array(Image.open(out).convert("RGB"))
     known = anno.any(2)
@@ -79,8 +111,19 @@ def test_cli_bad_inputs_exit_2(voc_tiny, tmp_path, capsys):
         (["crf", str(image), "--labels", str(mask), "--gt-prob", "1.5", "-o", str(tmp_path / "o.png")], "gt-prob"),
         (["crf", str(image), "--labels", str(mask), "--bi-xy-std", "0", "-o", str(tmp_path / "o.png")], "bi_xy_std"),
         # two colours in the annotation: gt_prob 0.5 would make every unary uniform
-        (["crf", str(image), "--labels", str(tmp_path / "anno.png"), "--gt-prob", "0.5", "-o", str(tmp_path / "o.png")],
-         "carries no information"),
+        (
+            [
+                "crf",
+                str(image),
+                "--labels",
+                str(tmp_path / "anno.png"),
+                "--gt-prob",
+                "0.5",
+                "-o",
+                str(tmp_path / "o.png"),
+            ],
+            "carries no information",
+        ),
         (["crf", str(other_image), "--labels", str(mask), "-o", str(tmp_path / "o.png")], "(H, W)"),
     ]
     for argv, words in cases:

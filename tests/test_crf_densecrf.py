@@ -24,8 +24,13 @@ def _classic_demo(module, img, unary, n_labels):
     d = module.DenseCRF2D(w, h, n_labels)
     d.setUnaryEnergy(unary)
     d.addPairwiseGaussian(sxy=(3, 2), compat=3)
-    d.addPairwiseBilateral(sxy=(50, 60), srgb=(13, 10, 8), rgbim=img, compat=np.arange(1, n_labels + 1, dtype=np.float32),
-                           normalization=module.NORMALIZE_BEFORE)
+    d.addPairwiseBilateral(
+        sxy=(50, 60),
+        srgb=(13, 10, 8),
+        rgbim=img,
+        compat=np.arange(1, n_labels + 1, dtype=np.float32),
+        normalization=module.NORMALIZE_BEFORE,
+    )
     feats = dutils.create_pairwise_bilateral(sdims=(20, 20), schan=(10,), img=img[..., :1], chdim=2)
     compat = np.ones((n_labels, n_labels), np.float32) - 2 * np.eye(n_labels, dtype=np.float32)
     d.addPairwiseEnergy(feats, compat=compat, kernel=module.FULL_KERNEL, normalization=module.NO_NORMALIZATION)
@@ -53,21 +58,26 @@ def test_utils_match_pydensecrf_utils(scene):
     img, sm = scene
     labels = np.random.default_rng(1).integers(0, 6, img.shape[:2])
     assert np.array_equal(dutils.unary_from_labels(labels, 5, 0.7), putils.unary_from_labels(labels, 5, 0.7))
-    assert np.array_equal(dutils.unary_from_labels(labels % 5, 5, 0.6, zero_unsure=False),
-                          putils.unary_from_labels(labels % 5, 5, 0.6, zero_unsure=False))
+    assert np.array_equal(
+        dutils.unary_from_labels(labels % 5, 5, 0.6, zero_unsure=False),
+        putils.unary_from_labels(labels % 5, 5, 0.6, zero_unsure=False),
+    )
     for kw in ({}, {"scale": 0.8}, {"clip": None}):
         assert np.allclose(dutils.unary_from_softmax(sm, **kw), putils.unary_from_softmax(sm, **kw), atol=1e-5)
-    assert np.array_equal(dutils.create_pairwise_gaussian((3, 4), img.shape[:2]),
-                          putils.create_pairwise_gaussian((3, 4), img.shape[:2]))
+    assert np.array_equal(
+        dutils.create_pairwise_gaussian((3, 4), img.shape[:2]), putils.create_pairwise_gaussian((3, 4), img.shape[:2])
+    )
     for schan in (5, (5, 6, 7)):
-        assert np.array_equal(dutils.create_pairwise_bilateral((3, 4), schan, img, chdim=2),
-                              putils.create_pairwise_bilateral((3, 4), schan, img, chdim=2))
+        assert np.array_equal(
+            dutils.create_pairwise_bilateral((3, 4), schan, img, chdim=2),
+            putils.create_pairwise_bilateral((3, 4), schan, img, chdim=2),
+        )
 
 
 def test_known_values_without_pydensecrf(scene):
     """Semantics checked directly: label unaries, feature layout, Potts smoothing of a noisy map."""
     img, sm = scene
-    u = dutils.unary_from_labels(np.array([0, 1, 2]), 2, 0.8)   # 0 = unsure, labels 1..2
+    u = dutils.unary_from_labels(np.array([0, 1, 2]), 2, 0.8)  # 0 = unsure, labels 1..2
     assert np.allclose(np.exp(-u), [[0.5, 0.8, 0.2], [0.5, 0.2, 0.8]])
     g = dutils.create_pairwise_gaussian((2, 4), (2, 3))
     assert np.array_equal(g, [[0, 0, 0, 0.5, 0.5, 0.5], [0, 0.25, 0.5, 0, 0.25, 0.5]])
@@ -77,13 +87,18 @@ def test_known_values_without_pydensecrf(scene):
     d.addPairwiseGaussian(sxy=3, compat=10)
     q = np.array(d.inference(5))
     assert np.allclose(q.sum(0), 1, atol=1e-4)
-    flips = lambda lab: (lab[:, 1:] != lab[:, :-1]).mean()   # noqa: E731
+    flips = lambda lab: (lab[:, 1:] != lab[:, :-1]).mean()  # noqa: E731
     assert flips(q.argmax(0).reshape(h, w)) < 0.5 * flips(sm.argmax(0))
     assert d.klDivergence(q) < d.klDivergence(np.array(d.inference(0)))
 
 
 def test_constants_and_errors():
-    assert (dcrf.NO_NORMALIZATION, dcrf.NORMALIZE_BEFORE, dcrf.NORMALIZE_AFTER, dcrf.NORMALIZE_SYMMETRIC) == (0, 1, 2, 3)
+    assert (dcrf.NO_NORMALIZATION, dcrf.NORMALIZE_BEFORE, dcrf.NORMALIZE_AFTER, dcrf.NORMALIZE_SYMMETRIC) == (
+        0,
+        1,
+        2,
+        3,
+    )
     assert (dcrf.CONST_KERNEL, dcrf.DIAG_KERNEL, dcrf.FULL_KERNEL) == (0, 1, 2)
     d = dcrf.DenseCRF2D(4, 3, 2)
     img = np.zeros((3, 4, 3), np.uint8)

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from crops import voc_crop
 from deeplab.crf.api import bilateral_features, gaussian_features
 from deeplab.crf.exact import exact_filter
 from deeplab.crf.lattice import build_lattice, lattice_filter, numba_threads
 from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
 from deeplab.crf.unary import unary_from_probs
-from crops import voc_crop
+
 
 def coarse_unary(gt: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
     """-log of blurred, noisy one-hot ground truth: (N, L) float32, a DCNN-like coarse score map."""
@@ -20,6 +21,7 @@ def coarse_unary(gt: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(-np.log(p).reshape(num_labels, -1).T)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalization", ["NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC", "NORMALIZE_BEFORE"])
 def test_meanfield_lattice_matches_exact_reference(normalization):
     for index in (0, 1):
@@ -81,9 +83,18 @@ def test_lattice_barycentric_weights_and_vertices():
     assert np.array_equal(twin.offset[:500], twin.offset[500:]) and np.array_equal(twin.bary[:500], twin.bary[500:])
 
 
-@pytest.mark.parametrize("num_labels, threads, kernels, matrix", [
-    (21, 1, 2, False), (21, 2, 2, False), (2, 1, 2, False), (40, 1, 2, False), (21, 1, 1, False), (21, 1, 2, True),
-    (40, 2, 2, True)])
+@pytest.mark.parametrize(
+    "num_labels, threads, kernels, matrix",
+    [
+        (21, 1, 2, False),
+        (21, 2, 2, False),
+        (2, 1, 2, False),
+        (40, 1, 2, False),
+        (21, 1, 1, False),
+        (21, 1, 2, True),
+        (40, 2, 2, True),
+    ],
+)
 def test_fused_inference_equals_unfused_steps(num_labels, threads, kernels, matrix):
     """The fused pass (label rows in registers up to 32 labels, a scratch row beyond; serial and parallel
     builds; one or two kernels; Potts, per-label and full L x L compatibilities) equals plain filter +

@@ -1,7 +1,7 @@
 """Data sets in their on-disk formats: real VOC/CamVid files and small SBD/folder sets built here."""
 
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,8 +55,11 @@ def _save_mat(path: Path, seg: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     boundaries = np.empty((20, 1), dtype=object)  # SBD stores one sparse edge map per class here
     boundaries[:, 0] = [np.zeros(seg.shape, bool)] * 20
-    gtcls = {"Segmentation": seg.astype(np.uint8), "Boundaries": boundaries,
-             "CategoriesPresent": np.unique(seg[seg > 0]).astype(np.uint8)}
+    gtcls = {
+        "Segmentation": seg.astype(np.uint8),
+        "Boundaries": boundaries,
+        "CategoriesPresent": np.unique(seg[seg > 0]).astype(np.uint8),
+    }
     scipy.io.savemat(str(path), {"GTcls": gtcls})
 
 
@@ -155,3 +158,19 @@ def test_missing_and_corrupt_files_name_the_file(voc_tiny, tmp_path):
         build_dataset("voc", voc, "train_aug")
     with pytest.raises(InputError, match="nowhere"):
         build_dataset("camvid", tmp_path / "nowhere", "test")
+
+
+def test_splits_join_and_slice_for_every_format(camvid_tiny, voc_tiny):
+    joined = build_dataset("camvid", camvid_tiny, "train+val")
+    assert len(joined) == 6 and joined.names[:4] == build_dataset("camvid", camvid_tiny, "train").names
+    held_in = build_dataset("camvid", camvid_tiny, "train+val[1:]")
+    held_out = build_dataset("camvid", camvid_tiny, "val[:1]")
+    assert len(held_in) == 5 and len(held_out) == 1 and held_out.names[0] not in held_in.names
+    image, label = held_in[4]
+    assert image.shape[:2] == label.shape
+    voc = build_dataset("voc", voc_tiny, "val[-2:]+train")
+    assert len(voc) == 3 and voc.names[-1] == build_dataset("voc", voc_tiny, "train").names[0]
+    with pytest.raises(InputError, match="selects no images"):
+        build_dataset("camvid", camvid_tiny, "val[5:]")
+    with pytest.raises(InputError, match="parts like"):
+        build_dataset("camvid", camvid_tiny, "val[1]")

@@ -29,12 +29,14 @@ def test_shipped_model_metadata(shipped):
     assert default_model_path().stat().st_size < 8 * 2**20  # a few MB inside the wheel
 
 
+@pytest.mark.slow
 def test_shipped_model_reaches_stated_miou(shipped, shared_data):
     from deeplab.crf import CRFParams
 
     test = build_dataset("camvid", shared_data / "camvid", "test")
-    result = evaluate(test, model_probs_fn(shipped), crf=True, crf_params=CRFParams.from_dict(shipped.crf),
-                      limit=8, workers=0).to_json()
+    result = evaluate(
+        test, model_probs_fn(shipped), crf=True, crf_params=CRFParams.from_dict(shipped.crf), limit=8, workers=0
+    ).to_json()
     assert result["n_images"] == 8
     assert result["dcnn"]["miou"] >= MIN_MIOU_DCNN
     assert result["crf"]["miou"] >= MIN_MIOU_CRF

@@ -33,7 +33,13 @@ def test_overrides_are_parsed_as_yaml_and_win(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  lr: 1e-3\n  iterations: 10\nmodel:\n  init: vgg.pth\n")
     c = load_config(p, ["train.lr=0.02", "train.schedule=poly", "model.init=null", "data.flip=false"])
-    assert (c.train.lr, c.train.schedule, c.model.init, c.data.flip, c.train.iterations) == (0.02, "poly", None, False, 10)
+    assert (c.train.lr, c.train.schedule, c.model.init, c.data.flip, c.train.iterations) == (
+        0.02,
+        "poly",
+        None,
+        False,
+        10,
+    )
     assert isinstance(c.train.lr, float)
     assert parse_overrides(["a.b=[1, 2]"]) == {"a": {"b": [1, 2]}}
 
@@ -45,22 +51,25 @@ def test_dump_roundtrip(tmp_path):
     assert load_config(p) == c
 
 
-@pytest.mark.parametrize("d, key", [
-    ({"train": {"lrr": 0.1}}, "train.lrr"),
-    ({"trian": {}}, "trian"),
-    ({"train": {"lr": "fast"}}, "train.lr"),
-    ({"train": {"lr": ".inf"}}, "train.lr"),
-    ({"train": {"lr": float("nan")}}, "train.lr"),
-    ({"train": {"iterations": 1.5}}, "train.iterations"),
-    ({"data": {"flip": "yes"}}, "data.flip"),
-    ({"train": {"lr": -1}}, "train.lr"),
-    ({"train": {"schedule": "cosine"}}, "train.schedule"),
-    ({"train": {"batch_size": 20, "micro_batch": 3}}, "train.micro_batch"),
-    ({"data": {"crop_size": 320}}, "data.crop_size"),
-    ({"train": {"val_every": 100}}, "train.val_every"),
-    ({"train": {"device": "tpu"}}, "train.device"),
-    ({"train": {"class_weighting": "inverse"}}, "train.class_weighting"),
-])
+@pytest.mark.parametrize(
+    "d, key",
+    [
+        ({"train": {"lrr": 0.1}}, "train.lrr"),
+        ({"trian": {}}, "trian"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"train": {"lr": ".inf"}}, "train.lr"),
+        ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"train": {"iterations": 1.5}}, "train.iterations"),
+        ({"data": {"flip": "yes"}}, "data.flip"),
+        ({"train": {"lr": -1}}, "train.lr"),
+        ({"train": {"schedule": "cosine"}}, "train.schedule"),
+        ({"train": {"batch_size": 20, "micro_batch": 3}}, "train.micro_batch"),
+        ({"data": {"crop_size": 320}}, "data.crop_size"),
+        ({"train": {"val_every": 100}}, "train.val_every"),
+        ({"train": {"device": "tpu"}}, "train.device"),
+        ({"train": {"class_weighting": "inverse"}}, "train.class_weighting"),
+    ],
+)
 def test_validation_names_the_bad_key(d, key):
     with pytest.raises(InputError, match=key.replace(".", r"\.")):
         config_from_dict(d)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from deeplab.engine.state import load_state
@@ -25,16 +26,25 @@ def torchrun() -> list[str]:
     return [str(exe)] if exe.is_file() else [shutil.which("torchrun") or "torchrun"]
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_keep_identical_weights(camvid_tiny, tmp_path):
     """torchrun, gloo, 2 processes x (2 micro-batches of 1) = global batch 4: DDP averages the gradients, so both
     ranks end with the same weights (and BN statistics, broadcast from rank 0); only rank 0 writes files."""
-    cfg = write_config(tmp_path / "ddp.yaml", tiny_dict(camvid_tiny, data={"split": "train+val"},
-                                                        train={"iterations": 3, "batch_size": 4, "checkpoint_every": 2}))
+    cfg = write_config(
+        tmp_path / "ddp.yaml",
+        tiny_dict(
+            camvid_tiny, data={"split": "train+val"}, train={"iterations": 3, "batch_size": 4, "checkpoint_every": 2}
+        ),
+    )
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "run"
-    proc = subprocess.run(torchrun() + ["--standalone", "--nproc_per_node", "2", str(script), str(cfg), str(out)],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        torchrun() + ["--standalone", "--nproc_per_node", "2", str(script), str(cfg), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     w0 = torch.load(out / "rank0.pt", weights_only=True)
     w1 = torch.load(out / "rank1.pt", weights_only=True)

@@ -14,16 +14,24 @@ from deeplab.models import load_model
 from engine_tiny import tiny_config, tiny_dict, write_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, workers", [(signal.SIGTERM, 0), (signal.SIGINT, 1)])
 def test_killed_run_checkpoints_and_resumes_on_the_same_trajectory(camvid_tiny, tmp_path, sig, workers):
     """SIGTERM to the trainer, or SIGINT to its whole process group (Ctrl-C, reaching the DataLoader worker too):
     it finishes the iteration, checkpoints, exits 128+signal; --resume then ends where a straight run ends."""
     root = camvid_tiny
-    cfg = write_config(tmp_path / "tiny.yaml", tiny_dict(root, data={"workers": workers},
-                                                         train={"iterations": 500, "checkpoint_every": 1000}))
+    cfg = write_config(
+        tmp_path / "tiny.yaml",
+        tiny_dict(root, data={"workers": workers}, train={"iterations": 500, "checkpoint_every": 1000}),
+    )
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "deeplab.cli", "train", str(cfg), "--out", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deeplab.cli", "train", str(cfg), "--out", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     log = out / "log.jsonl"
     deadline = time.monotonic() + 120
     while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
@@ -43,7 +51,8 @@ def test_killed_run_checkpoints_and_resumes_on_the_same_trajectory(camvid_tiny, 
 
     assert main(["train", str(cfg), f"train.iterations={k + 2}", "--out", str(out), "--resume", "--no-progress"]) == 0
     resumed = load_model(out / "model.pt").model.state_dict()
-    straight = train(tiny_config(root, train={"iterations": k + 2, "checkpoint_every": 1000}), tmp_path / "straight",
-                     progress=False).model.state_dict()
+    straight = train(
+        tiny_config(root, train={"iterations": k + 2, "checkpoint_every": 1000}), tmp_path / "straight", progress=False
+    ).model.state_dict()
     for name, v in straight.items():
         assert torch.equal(v, resumed[name]), name

@@ -21,8 +21,8 @@ def test_micro_batch_losses_add_up_to_the_full_batch_mean(weighted):
     """Each micro-batch loss is normalised by the whole batch, so accumulated gradients are the full batch's."""
     logits, target = batch()
     weight = torch.tensor([0.5, 1.0, 2.0, 3.0, 0.25]) if weighted else None
-    norm = loss_normalizer([target[i:i + 1] for i in range(4)], weight)
-    parts = sum(segmentation_loss(logits[i:i + 1], target[i:i + 1], norm, weight) for i in range(4))
+    norm = loss_normalizer([target[i : i + 1] for i in range(4)], weight)
+    parts = sum(segmentation_loss(logits[i : i + 1], target[i : i + 1], norm, weight) for i in range(4))
     full = F.cross_entropy(logits, target, weight=weight, ignore_index=255)  # torch's (weighted) mean
     torch.testing.assert_close(parts, full)
 
@@ -34,8 +34,8 @@ def test_mismatched_score_map_is_reported():
 
 
 def test_median_frequency_weights():
-    a = np.array([[0, 0, 0, 1]], np.uint8)        # 4 pixels: class 0 x3, class 1 x1
-    b = np.array([[0, 2, 255, 255]], np.uint8)    # 2 valid pixels: class 0, class 2
+    a = np.array([[0, 0, 0, 1]], np.uint8)  # 4 pixels: class 0 x3, class 1 x1
+    b = np.array([[0, 2, 255, 255]], np.uint8)  # 2 valid pixels: class 0, class 2
     counts, present = class_pixel_counts([a, b], 4)
     assert counts.tolist() == [4, 1, 1, 0] and present.tolist() == [6, 4, 2, 0]
     w = median_frequency_weights(counts, present)

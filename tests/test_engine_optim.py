@@ -26,7 +26,8 @@ def test_param_groups_follow_caffe_lr_and_decay_multipliers(batch_norm):
             assert ".bn." in name and (g["lr_mult"], g["weight_decay"]) == (1.0, 0.0), name
     names = {g["name"] for g in groups}
     assert names == {"backbone", "backbone_bias", "classifier", "classifier_bias"} | (
-        {"backbone_norm"} if batch_norm else set())
+        {"backbone_norm"} if batch_norm else set()
+    )
 
 
 def test_bias_lr_mult_one_gives_plain_layer_rates():
@@ -81,8 +82,8 @@ def test_step_schedule_is_the_papers():
 def test_poly_schedule():
     t = TrainConfig(schedule="poly", lr=0.02, iterations=100, power=0.9)
     assert lr_at(0, t) == 0.02
-    assert lr_at(50, t) == pytest.approx(0.02 * 0.5 ** 0.9)
-    assert lr_at(99, t) == pytest.approx(0.02 * 0.01 ** 0.9)
+    assert lr_at(50, t) == pytest.approx(0.02 * 0.5**0.9)
+    assert lr_at(99, t) == pytest.approx(0.02 * 0.01**0.9)
     lrs = [lr_at(i, t) for i in range(100)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
 

@@ -14,6 +14,7 @@ def weights(model: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(camvid_tiny, tmp_path):
     """6 iterations straight == 3 iterations + resume to 6: model, BN statistics and momentum carry over,
     dropout and augmentation are re-seeded, and the data order continues mid-epoch (4 images, 2 per batch)."""

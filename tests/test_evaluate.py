@@ -28,7 +28,9 @@ class Blocks:
         self.pairs = []
         for i in range(n):
             rng = np.random.default_rng(i)
-            lab = np.kron(rng.integers(0, C - 1, (size[0] // 16, size[1] // 16)), np.ones((16, 16), int)).astype(np.uint8)
+            lab = np.kron(rng.integers(0, C - 1, (size[0] // 16, size[1] // 16)), np.ones((16, 16), int)).astype(
+                np.uint8
+            )
             if void_band:
                 lab[ndimage.binary_dilation(boundary_mask(lab, "labels"))] = 255
             self.pairs.append((CAMVID_PALETTE[np.where(lab == 255, 0, lab)], lab))
@@ -135,8 +137,9 @@ def test_band_confusions_cumulative():
 
 
 def test_json_table_and_trimap_plot(tmp_path):
-    res = evaluate(Blocks(), shifted_probs, crf=True, crf_fn=box_crf, crf_params=Params(k=3), trimap_width=10,
-                   workers=0)
+    res = evaluate(
+        Blocks(), shifted_probs, crf=True, crf_fn=box_crf, crf_params=Params(k=3), trimap_width=10, workers=0
+    )
     s = json.loads(json.dumps(res.to_json()))  # plain JSON
     assert s["dcnn"]["iou"]["c4"] is None and s["dcnn"]["iou"]["c0"] > 0  # class 4 never appears: no IoU
     assert s["trimap"]["widths"] == list(range(1, 11)) and len(s["trimap"]["crf"]["miou"]) == 10

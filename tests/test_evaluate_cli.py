@@ -22,14 +22,37 @@ def camvid_model(tmp_path_factory):
     model = build_model("deeplab-largefov", 11, width=0.125)
     with torch.no_grad():  # make the untrained net prefer the frequent classes so scores are not all zero
         model.classifier.bias.copy_(torch.tensor([2.0, 2.5, 0, 3.0, 1.0, 1.5, 0, 0, 1.0, 0, 0]))
-    return save_model(tmp_path_factory.mktemp("model") / "camvid.pt", model, classes=CAMVID_CLASSES,
-                      palette=CAMVID_PALETTE, preprocess=Preprocess())
+    return save_model(
+        tmp_path_factory.mktemp("model") / "camvid.pt",
+        model,
+        classes=CAMVID_CLASSES,
+        palette=CAMVID_PALETTE,
+        preprocess=Preprocess(),
+    )
 
 
 def test_evaluate_cli_matches_direct_computation(camvid_model, camvid_tiny, tmp_path, capsys):
-    args = ["evaluate", "--checkpoint", str(camvid_model), "--dataset", "camvid", "--data",
-            str(camvid_tiny), "--split", "test", "--crf", "--bi-w", "5", "--trimap", "10", "--limit", "2",
-            "-o", str(tmp_path), "--no-progress"]
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(camvid_model),
+        "--dataset",
+        "camvid",
+        "--data",
+        str(camvid_tiny),
+        "--split",
+        "test",
+        "--crf",
+        "--bi-w",
+        "5",
+        "--trimap",
+        "10",
+        "--limit",
+        "2",
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / "metrics.json").read_text())
@@ -51,20 +74,58 @@ def test_evaluate_cli_matches_direct_computation(camvid_model, camvid_tiny, tmp_
     assert summary["confusion"]["crf"] == conf_crf.tolist()
 
 
-def test_crf_search_cli_writes_best_into_checkpoint(camvid_model, shared_data, tmp_path, capsys):
+@pytest.mark.slow
+def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(camvid_model.read_bytes())
-    grid = json.dumps({"bi_w": [4], "bi_xy_std": [30, 121], "bi_rgb_std": [5]})
-    args = ["crf-search", "--model", str(ckpt), "--dataset", "camvid", "--data", str(shared_data / "camvid"),
-            "--split", "val", "--images", "2", "--grid", grid, "--no-refine", "--iterations", "3", "--write",
-            "--no-progress"]
+    grid = json.dumps({"bi_w": [4], "bi_xy_std": [10, 121], "bi_rgb_std": [5]})
+    args = [
+        "crf-search",
+        "--model",
+        str(ckpt),
+        "--dataset",
+        "camvid",
+        "--data",
+        str(camvid_tiny),
+        "--split",
+        "val+test",
+        "--images",
+        "4",
+        "--grid",
+        grid,
+        "--no-refine",
+        "--max-extend",
+        "0",
+        "--iterations",
+        "3",
+        "--write",
+        "--no-progress",
+    ]
     assert main(args) == 0
     log = json.loads((tmp_path / "crf_search.json").read_text())
-    assert len(log["trials"]) == 2 and len(log["images"]) == 2
-    assert log["fixed"] == {"pos_w": 3.0, "pos_xy_std": 3.0, "iterations": 3}
-    assert [t["params"]["bi_xy_std"] for t in log["trials"]] == [28.8, 116.16]  # x0.96 for 480x360 images
-    assert load_model(ckpt).crf == log["best"]
-    assert "best CRF mIoU" in capsys.readouterr().out
+    assert len(log["images"]) == 4 and log["fixed"] == {"pos_w": 3.0, "pos_xy_std": 3.0, "iterations": 3}
+    assert [t["params"]["bi_xy_std"] for t in log["trials"]] == [121, 10]  # pixels as given: no rescaling
+    assert load_model(ckpt).crf == log["chosen"]
+    out = capsys.readouterr().out
+    assert "decision:" in out and "defaults" in out
+    assert (
+        main(
+            [
+                "crf-search",
+                "--model",
+                "default",
+                "--dataset",
+                "camvid",
+                "--data",
+                str(camvid_tiny),
+                "--images",
+                "1",
+                "--write",
+            ]
+        )
+        == 2
+    )
+    assert "read-only" in capsys.readouterr().err
 
 
 def test_cli_errors_exit_2(camvid_model, camvid_tiny, voc_tiny, tmp_path, capsys):
@@ -73,9 +134,35 @@ def test_cli_errors_exit_2(camvid_model, camvid_tiny, voc_tiny, tmp_path, capsys
     assert "11 classes" in capsys.readouterr().err
     assert main(base + ["--dataset", "camvid"]) == 2
     assert "val.txt" in capsys.readouterr().err
-    bad = ["evaluate", "--checkpoint", str(camvid_model), "--dataset", "camvid", "--data", str(camvid_tiny),
-           "-o", str(tmp_path), "--crf", "--crf-params", '{"bi_w": 4, "sigma": 2}']
+    bad = [
+        "evaluate",
+        "--checkpoint",
+        str(camvid_model),
+        "--dataset",
+        "camvid",
+        "--data",
+        str(camvid_tiny),
+        "-o",
+        str(tmp_path),
+        "--crf",
+        "--crf-params",
+        '{"bi_w": 4, "sigma": 2}',
+    ]
     assert main(bad) == 2
     assert "sigma" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--dataset", "camvid", "--data", "x",
-                 "-o", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "none.pt"),
+                "--dataset",
+                "camvid",
+                "--data",
+                "x",
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )

@@ -1,10 +1,13 @@
 """The forward benchmark (deeplab benchmark / benchmarks/bench_forward.py) on a tiny model: runs and agrees."""
 
+import pytest
+
 from deeplab.cli import main as cli_main
 from deeplab.models import build_model
 from deeplab.models.benchmark import bench_forward, markdown_table
 
 
+@pytest.mark.slow
 def test_bench_forward_methods_agree_with_eager():
     model = build_model("deeplab-largefov", width=0.0625)
     results = bench_forward(model, size=41, methods=("eager", "channels_last", "onnxruntime"), repeats=2, threads=1)
@@ -16,8 +19,19 @@ def test_bench_forward_methods_agree_with_eager():
 
 
 def test_benchmark_cli(capsys):
-    argv = ["benchmark", "--width", "0.0625", "--size", "40", "--repeats", "1", "--threads", "1",
-            "--methods", "eager,channels_last"]
+    argv = [
+        "benchmark",
+        "--width",
+        "0.0625",
+        "--size",
+        "40",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--methods",
+        "eager,channels_last",
+    ]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "input 41x41" in out and "random input" in out and "| channels_last |" in out

@@ -32,9 +32,21 @@ def conv_layer(name, cout, cin, k, rng, v1, legacy):
 
 def deeplab_net(rng, *, fc8="fc8_voc12", classes=21, msc=False, v1=True, legacy=True, extras=False) -> Net:
     """A width-1/16 DeepLab-LargeFOV(-MSc) caffemodel with the released layer names, written out by hand."""
-    chans = [("conv1_1", 4, 3), ("conv1_2", 4, 4), ("conv2_1", 8, 4), ("conv2_2", 8, 8), ("conv3_1", 16, 8),
-             ("conv3_2", 16, 16), ("conv3_3", 16, 16), ("conv4_1", 32, 16), ("conv4_2", 32, 32),
-             ("conv4_3", 32, 32), ("conv5_1", 32, 32), ("conv5_2", 32, 32), ("conv5_3", 32, 32)]
+    chans = [
+        ("conv1_1", 4, 3),
+        ("conv1_2", 4, 4),
+        ("conv2_1", 8, 4),
+        ("conv2_2", 8, 8),
+        ("conv3_1", 16, 8),
+        ("conv3_2", 16, 16),
+        ("conv3_3", 16, 16),
+        ("conv4_1", 32, 16),
+        ("conv4_2", 32, 32),
+        ("conv4_3", 32, 32),
+        ("conv5_1", 32, 32),
+        ("conv5_2", 32, 32),
+        ("conv5_3", 32, 32),
+    ]
     layers = []
     if extras:  # blob-less layers as in a real net: must be skipped
         layers.append(Layer("data", "ImageData", [], v1))
@@ -42,12 +54,18 @@ def deeplab_net(rng, *, fc8="fc8_voc12", classes=21, msc=False, v1=True, legacy=
         layers.append(conv_layer(name, cout, cin, 3, rng, v1, legacy))
         if extras:
             layers.append(Layer(f"relu{name[4:]}", "ReLU", [], v1))
-    layers += [conv_layer("fc6", 64, 32, 3, rng, v1, legacy), conv_layer("fc7", 64, 64, 1, rng, v1, legacy),
-               conv_layer(fc8, classes, 64, 1, rng, v1, legacy)]
+    layers += [
+        conv_layer("fc6", 64, 32, 3, rng, v1, legacy),
+        conv_layer("fc7", 64, 64, 1, rng, v1, legacy),
+        conv_layer(fc8, classes, 64, 1, rng, v1, legacy),
+    ]
     if msc:
         for tap, cin in [("data", 3), ("pool1", 4), ("pool2", 8), ("pool3", 16), ("pool4", 32)]:
-            layers += [conv_layer(f"{tap}_conv", 8, cin, 3, rng, v1, legacy), conv_layer(f"{tap}_fc", 8, 8, 1, rng, v1, legacy),
-                       conv_layer(f"{tap}_ms", classes, 8, 1, rng, v1, legacy)]
+            layers += [
+                conv_layer(f"{tap}_conv", 8, cin, 3, rng, v1, legacy),
+                conv_layer(f"{tap}_fc", 8, 8, 1, rng, v1, legacy),
+                conv_layer(f"{tap}_ms", classes, 8, 1, rng, v1, legacy),
+            ]
     return Net("DeepLab-LargeFOV", layers)
 
 
@@ -77,18 +95,43 @@ def google_messages():
 
     opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
     msg("BlobShape", [("dim", 1, F.TYPE_INT64, rep, None, True)])
-    msg("BlobProto", [("num", 1, F.TYPE_INT32, opt, None, False), ("channels", 2, F.TYPE_INT32, opt, None, False),
-                      ("height", 3, F.TYPE_INT32, opt, None, False), ("width", 4, F.TYPE_INT32, opt, None, False),
-                      ("data", 5, F.TYPE_FLOAT, rep, None, True), ("shape", 7, F.TYPE_MESSAGE, opt, ".mini.BlobShape", False),
-                      ("double_data", 8, F.TYPE_DOUBLE, rep, None, True)])
-    msg("LayerParameter", [("name", 1, F.TYPE_STRING, opt, None, False), ("type", 2, F.TYPE_STRING, opt, None, False),
-                           ("bottom", 3, F.TYPE_STRING, rep, None, False),
-                           ("blobs", 7, F.TYPE_MESSAGE, rep, ".mini.BlobProto", False)])
-    msg("V1LayerParameter", [("name", 4, F.TYPE_STRING, opt, None, False), ("type", 5, F.TYPE_INT32, opt, None, False),
-                             ("blobs", 6, F.TYPE_MESSAGE, rep, ".mini.BlobProto", False)])
-    msg("NetParameter", [("name", 1, F.TYPE_STRING, opt, None, False),
-                         ("layers", 2, F.TYPE_MESSAGE, rep, ".mini.V1LayerParameter", False),
-                         ("layer", 100, F.TYPE_MESSAGE, rep, ".mini.LayerParameter", False)])
+    msg(
+        "BlobProto",
+        [
+            ("num", 1, F.TYPE_INT32, opt, None, False),
+            ("channels", 2, F.TYPE_INT32, opt, None, False),
+            ("height", 3, F.TYPE_INT32, opt, None, False),
+            ("width", 4, F.TYPE_INT32, opt, None, False),
+            ("data", 5, F.TYPE_FLOAT, rep, None, True),
+            ("shape", 7, F.TYPE_MESSAGE, opt, ".mini.BlobShape", False),
+            ("double_data", 8, F.TYPE_DOUBLE, rep, None, True),
+        ],
+    )
+    msg(
+        "LayerParameter",
+        [
+            ("name", 1, F.TYPE_STRING, opt, None, False),
+            ("type", 2, F.TYPE_STRING, opt, None, False),
+            ("bottom", 3, F.TYPE_STRING, rep, None, False),
+            ("blobs", 7, F.TYPE_MESSAGE, rep, ".mini.BlobProto", False),
+        ],
+    )
+    msg(
+        "V1LayerParameter",
+        [
+            ("name", 4, F.TYPE_STRING, opt, None, False),
+            ("type", 5, F.TYPE_INT32, opt, None, False),
+            ("blobs", 6, F.TYPE_MESSAGE, rep, ".mini.BlobProto", False),
+        ],
+    )
+    msg(
+        "NetParameter",
+        [
+            ("name", 1, F.TYPE_STRING, opt, None, False),
+            ("layers", 2, F.TYPE_MESSAGE, rep, ".mini.V1LayerParameter", False),
+            ("layer", 100, F.TYPE_MESSAGE, rep, ".mini.LayerParameter", False),
+        ],
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mini.{name}"))
@@ -97,8 +140,13 @@ def google_messages():
 def test_writer_and_reader_agree_with_google_protobuf():
     Msg = google_messages()
     rng = np.random.default_rng(0)
-    ours = Net("x", [conv_layer("conv1_1", 2, 3, 3, rng, v1=True, legacy=True),
-                     conv_layer("fc8_voc12", 5, 2, 1, rng, v1=False, legacy=False)])
+    ours = Net(
+        "x",
+        [
+            conv_layer("conv1_1", 2, 3, 3, rng, v1=True, legacy=True),
+            conv_layer("fc8_voc12", 5, 2, 1, rng, v1=False, legacy=False),
+        ],
+    )
     theirs = Msg("NetParameter")()
     theirs.ParseFromString(encode_net(ours))
     assert theirs.name == "x" and theirs.layers[0].name == "conv1_1" and theirs.layers[0].type == 4  # CONVOLUTION
@@ -114,7 +162,11 @@ def test_writer_and_reader_agree_with_google_protobuf():
     blob.shape.dim.extend([3, 1])
     net = parse_net(g.SerializeToString())
     assert net.name == "g" and net.layers[0].name == "fc7" and not net.layers[0].v1
-    assert net.layers[0].blobs[0].data.dtype == np.float64 and net.layers[0].blobs[0].data.tolist() == [[0.5], [1.5], [2.5]]
+    assert net.layers[0].blobs[0].data.dtype == np.float64 and net.layers[0].blobs[0].data.tolist() == [
+        [0.5],
+        [1.5],
+        [2.5],
+    ]
 
 
 @pytest.mark.parametrize("v1,legacy,fc8", [(True, True, "fc8_voc12"), (False, False, "fc8_camvid")])

@@ -26,8 +26,14 @@ def n_params(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize(
     "arch,expected",
-    [("deeplab-7x7", 134_346_581), ("deeplab", 65_140_565), ("deeplab-4x4", 65_140_565), ("deeplab-largefov", 20_505_429)],
+    [
+        ("deeplab-7x7", 134_346_581),
+        ("deeplab", 65_140_565),
+        ("deeplab-4x4", 65_140_565),
+        ("deeplab-largefov", 20_505_429),
+    ],
 )
+@pytest.mark.slow
 def test_parameter_counts_match_paper(arch, expected):
     model = build_model(arch, num_classes=21)
     assert n_params(model) == expected
@@ -52,7 +58,10 @@ def test_registry_names_and_bad_arch():
 
 
 def test_fc6_geometry_per_variant():
-    fc6 = {a: build_model(a, width=0.0625).head.fc6.conv for a in ("deeplab", "deeplab-4x4", "deeplab-7x7", "deeplab-largefov")}
+    fc6 = {
+        a: build_model(a, width=0.0625).head.fc6.conv
+        for a in ("deeplab", "deeplab-4x4", "deeplab-7x7", "deeplab-largefov")
+    }
     assert (fc6["deeplab"].kernel_size, fc6["deeplab"].dilation, fc6["deeplab"].padding) == ((4, 4), (4, 4), (6, 6))
     assert (fc6["deeplab-4x4"].kernel_size, fc6["deeplab-4x4"].dilation) == ((4, 4), (8, 8))
     assert (fc6["deeplab-7x7"].kernel_size, fc6["deeplab-7x7"].dilation) == ((7, 7), (4, 4))
@@ -99,8 +108,12 @@ def test_upsample_matches_caffe_interp_reference():
         y0, x0 = int(y), int(x)
         y1, x1 = min(y0 + 1, 3), min(x0 + 1, 4)
         fy, fx = y - y0, x - x0
-        ref = ((1 - fy) * (1 - fx) * logits[0, :, y0, x0] + (1 - fy) * fx * logits[0, :, y0, x1]
-               + fy * (1 - fx) * logits[0, :, y1, x0] + fy * fx * logits[0, :, y1, x1])
+        ref = (
+            (1 - fy) * (1 - fx) * logits[0, :, y0, x0]
+            + (1 - fy) * fx * logits[0, :, y0, x1]
+            + fy * (1 - fx) * logits[0, :, y1, x0]
+            + fy * fx * logits[0, :, y1, x1]
+        )
         np.testing.assert_allclose(up[0, :, i, j], ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(InputError):
         upsample_logits(torch.from_numpy(logits), (26, 30))
@@ -178,8 +191,15 @@ def test_save_load_roundtrip(tmp_path):
     model.train()
     model(torch.randn(2, 3, 17, 17))  # move BN running stats off their defaults
     pre = Preprocess(mean=(1.0, 2.0, 3.0), bgr=False, scale=0.5)
-    path = save_model(tmp_path / "m.pt", model, classes=["a", "b", "c"], palette=[[0, 0, 0], [255, 0, 0], [0, 9, 0]],
-                      preprocess=pre, crf={"w_bi": 4.0}, extra={"epoch": 3})
+    path = save_model(
+        tmp_path / "m.pt",
+        model,
+        classes=["a", "b", "c"],
+        palette=[[0, 0, 0], [255, 0, 0], [0, 9, 0]],
+        preprocess=pre,
+        crf={"w_bi": 4.0},
+        extra={"epoch": 3},
+    )
     loaded = load_model(path)
     assert loaded.arch == "deeplab-msc" and loaded.classes == ["a", "b", "c"] and loaded.crf == {"w_bi": 4.0}
     assert loaded.palette.dtype == np.uint8 and loaded.palette.tolist() == [[0, 0, 0], [255, 0, 0], [0, 9, 0]]

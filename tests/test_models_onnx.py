@@ -21,6 +21,7 @@ def msc_model():
     return build_model("deeplab-largefov-msc", num_classes=4, width=0.0625).eval()
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_torch_with_dynamic_batch_and_size(msc_model, tmp_path):
     runner = OnnxRunner(export_onnx(msc_model, tmp_path / "m.onnx", example_size=65))
     gen = torch.Generator().manual_seed(1)
@@ -33,14 +34,17 @@ def test_onnxruntime_matches_torch_with_dynamic_batch_and_size(msc_model, tmp_pa
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
 
 
+@pytest.mark.slow
 def test_export_cli(msc_model, tmp_path, capsys):
-    ckpt = save_model(tmp_path / "m.pt", msc_model, classes=list("abcd"), palette=[[0, 0, 0]] * 4,
-                      preprocess=Preprocess())
+    ckpt = save_model(
+        tmp_path / "m.pt", msc_model, classes=list("abcd"), palette=[[0, 0, 0]] * 4, preprocess=Preprocess()
+    )
     assert cli_main(["export", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--size", "49"]) == 0
     assert "max |diff|" in capsys.readouterr().out and (tmp_path / "m.onnx").stat().st_size > 10_000
     assert cli_main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.onnx")]) == 2
 
 
+@pytest.mark.slow
 def test_predict_backends_agree_and_the_export_is_cached_on_disk(msc_model, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPLAB_CACHE_DIR", str(tmp_path))
     image = np.random.default_rng(0).integers(0, 256, (45, 30, 3), dtype=np.uint8)

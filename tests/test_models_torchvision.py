@@ -84,6 +84,7 @@ def test_largefov_fc6_decimated_3x3_and_1024_channel_subset(vgg16):
     assert not torch.equal(other.head.fc6.conv.bias, fc6.bias)
 
 
+@pytest.mark.slow
 def test_deeplab_fc6_decimated_4x4(vgg16):
     model = build_model("deeplab")
     init_from_torchvision(model, vgg16)
@@ -92,6 +93,7 @@ def test_deeplab_fc6_decimated_4x4(vgg16):
     assert torch.equal(model.head.fc7.conv.weight[:, :, 0, 0], vgg16["classifier.3.weight"])
 
 
+@pytest.mark.slow
 def test_7x7_fc6_is_the_reshaped_fc_layer(vgg16):
     model = build_model("deeplab-7x7")
     init_from_torchvision(model, vgg16)
@@ -101,8 +103,9 @@ def test_7x7_fc6_is_the_reshaped_fc_layer(vgg16):
     feat = torch.randn(1, 512, 25, 25)
     out = fc6(feat)[0, :8, 12, 12]
     patch = feat[0, :, 0:25:4, 0:25:4].reshape(-1)
-    torch.testing.assert_close(out, vgg16["classifier.0.weight"][:8] @ patch + vgg16["classifier.0.bias"][:8],
-                               rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(
+        out, vgg16["classifier.0.weight"][:8] @ patch + vgg16["classifier.0.bias"][:8], rtol=1e-4, atol=1e-3
+    )
 
 
 def test_vgg16_bn_format_into_batch_norm_model():

@@ -53,10 +53,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
 
 
 def _remove(tmp: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    except FileNotFoundError:
-        pass
 
 
 def clean_temp_files(folder: str | os.PathLike) -> list[Path]:

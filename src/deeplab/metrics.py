@@ -10,8 +10,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
-                     mask: np.ndarray | None = None) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255, mask: np.ndarray | None = None
+) -> np.ndarray:
     """pred, gt: (H, W) int labels; mask: optional (H, W) bool of pixels to count. Returns (C, C) int64."""
     pred = np.asarray(pred)
     gt = np.asarray(gt)

@@ -37,8 +37,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_file(path: str | os.PathLike, suffixes: Iterable[str], flag: str,
-                      inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def check_output_file(
+    path: str | os.PathLike, suffixes: Iterable[str], flag: str, inputs: Iterable[str | os.PathLike] = ()
+) -> Path:
     """Validate an output file path; returns it. ``suffixes``: accepted lower-case suffixes (".png", ...)."""
     text = os.fspath(path)
     suffixes = tuple(suffixes)

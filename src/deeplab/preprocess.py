@@ -34,7 +34,7 @@ class Preprocess:
         return {"mean": list(self.mean), "bgr": self.bgr, "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
+    def from_dict(cls, d: dict) -> Preprocess:
         return cls(mean=tuple(float(v) for v in d["mean"]), bgr=bool(d["bgr"]), scale=float(d.get("scale", 1.0)))
 
     def fill_value(self) -> tuple[float, float, float]:

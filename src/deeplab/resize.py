@@ -45,7 +45,7 @@ def upsampled_labels(probs: np.ndarray, size: tuple[int, int], band: int = BAND_
     upsampled probabilities, computed band by band."""
     c, h, w = probs.shape
     H, W = size
-    if (H, W) == (h, w):
+    if (h, w) == (H, W):
         labels = probs.argmax(0)
     else:
         ylo, yhi, wy = _taps(H, h)

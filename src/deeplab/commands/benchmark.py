@@ -14,10 +14,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards per method")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
-    parser.add_argument("--methods", default="eager,channels_last,compile,onnxruntime",
-                        help="comma-separated subset of eager, channels_last, compile, onnxruntime")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="data folder with voc_mini/ (a real image as input); default: random input")
+    parser.add_argument(
+        "--methods",
+        default="eager,channels_last,compile,onnxruntime",
+        help="comma-separated subset of eager, channels_last, compile, onnxruntime",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data folder with voc_mini/ (a real image as input); default: random input",
+    )
 
 
 def benchmark_input(size: int, data: Path | None):
@@ -41,8 +48,9 @@ def benchmark_input(size: int, data: Path | None):
     return x, f"{images[0].name} mean-padded"
 
 
-def run_benchmark(arch: str, size: int, width: float, methods: tuple[str, ...], repeats: int, threads: int,
-                  data: Path | None) -> str:
+def run_benchmark(
+    arch: str, size: int, width: float, methods: tuple[str, ...], repeats: int, threads: int, data: Path | None
+) -> str:
     """Markdown report of bench_forward for one configuration."""
     import torch
 
@@ -63,12 +71,17 @@ def run_benchmark(arch: str, size: int, width: float, methods: tuple[str, ...], 
     model = build_model(arch, width=width)
     x, what = benchmark_input(size, data)
     results = bench_forward(model, x.shape[-1], methods, repeats, threads, x=x)
-    title = (f"{arch} width {width:g}, input {x.shape[-2]}x{x.shape[-1]} ({what}), {threads} threads, "
-             f"torch {torch.__version__}, median of {repeats}\n")
+    title = (
+        f"{arch} width {width:g}, input {x.shape[-2]}x{x.shape[-1]} ({what}), {threads} threads, "
+        f"torch {torch.__version__}, median of {repeats}\n"
+    )
     return markdown_table(results, title)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(run_benchmark(args.arch, args.size, args.width, tuple(args.methods.split(",")), args.repeats, args.threads,
-                        args.data))
+    print(
+        run_benchmark(
+            args.arch, args.size, args.width, tuple(args.methods.split(",")), args.repeats, args.threads, args.data
+        )
+    )
     return 0

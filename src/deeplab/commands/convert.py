@@ -12,11 +12,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("caffemodel", help="binary .caffemodel (V1 `layers` or V2 `layer` format)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
-    parser.add_argument("--arch", default="deeplab-largefov", choices=list_models(),
-                        help="network the weights belong to (fc6 kernel/rate are not in the weights)")
-    parser.add_argument("--classes", default=None,
-                        help="voc, camvid, a comma-separated list, or a text file with one name per line "
-                             "(default: voc for 21 classes, else class0, class1, ...)")
+    parser.add_argument(
+        "--arch",
+        default="deeplab-largefov",
+        choices=list_models(),
+        help="network the weights belong to (fc6 kernel/rate are not in the weights)",
+    )
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="voc, camvid, a comma-separated list, or a text file with one name per line "
+        "(default: voc for 21 classes, else class0, class1, ...)",
+    )
 
 
 def class_names_and_palette(spec: str | None, num_classes: int):
@@ -53,9 +60,18 @@ def run(args: argparse.Namespace) -> int:
 
     model, naming = import_caffemodel(args.caffemodel, args.arch)
     names, palette = class_names_and_palette(args.classes, model.num_classes)
-    extra = {"caffe": {"source": str(args.caffemodel), "fc8": naming.fc8, "msc_suffix": naming.msc_suffix,
-                       "v1": naming.v1, "legacy_shape": naming.legacy_shape}}
+    extra = {
+        "caffe": {
+            "source": str(args.caffemodel),
+            "fc8": naming.fc8,
+            "msc_suffix": naming.msc_suffix,
+            "v1": naming.v1,
+            "legacy_shape": naming.legacy_shape,
+        }
+    }
     path = save_model(args.output, model, classes=names, palette=palette, preprocess=Preprocess(), extra=extra)
-    print(f"wrote {path}: {args.arch}, {model.num_classes} classes, width {model.width:g}, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    print(
+        f"wrote {path}: {args.arch}, {model.num_classes} classes, width {model.width:g}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    )
     return 0

@@ -17,8 +17,15 @@ MAX_SIZE = 2048
 
 PRESETS = {
     "deeplab": {},  # CRFParams defaults: DeepLab-LargeFOV
-    "densecrf-demo": {"bi_w": 10.0, "bi_xy_std": 80.0, "bi_rgb_std": 13.0, "pos_w": 3.0, "pos_xy_std": 3.0,
-                      "iterations": 5, "normalization": "NORMALIZE_SYMMETRIC"},
+    "densecrf-demo": {
+        "bi_w": 10.0,
+        "bi_xy_std": 80.0,
+        "bi_rgb_std": 13.0,
+        "pos_w": 3.0,
+        "pos_xy_std": 3.0,
+        "iterations": 5,
+        "normalization": "NORMALIZE_SYMMETRIC",
+    },
 }
 
 
@@ -27,28 +34,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--probs", metavar="FILE.npy", help="class probabilities (L, H, W) float, summing to 1 over L")
     src.add_argument("--labels", metavar="MASK.png", help="coarse label PNG or colour annotation")
-    p.add_argument("--gt-prob", type=float, default=0.7, metavar="P",
-                   help="--labels: confidence of a labelled pixel, in (1/L, 1) for L labels (default 0.7)")
-    p.add_argument("--unknown", default="255", metavar="V",
-                   help="--labels (label PNG): value meaning 'no label' ('none' for none; e.g. 0 for the "
-                        "classic 0 = unsure convention; default 255, VOC's void)")
-    p.add_argument("--num-labels", type=int, default=None, metavar="L",
-                   help="--labels (label PNG): labels are 0..L-1 (default: the values present in the mask)")
+    p.add_argument(
+        "--gt-prob",
+        type=float,
+        default=0.7,
+        metavar="P",
+        help="--labels: confidence of a labelled pixel, in (1/L, 1) for L labels (default 0.7)",
+    )
+    p.add_argument(
+        "--unknown",
+        default="255",
+        metavar="V",
+        help="--labels (label PNG): value meaning 'no label' ('none' for none; e.g. 0 for the "
+        "classic 0 = unsure convention; default 255, VOC's void)",
+    )
+    p.add_argument(
+        "--num-labels",
+        type=int,
+        default=None,
+        metavar="L",
+        help="--labels (label PNG): labels are 0..L-1 (default: the values present in the mask)",
+    )
     p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="refined labels (palette PNG)")
     p.add_argument("--overlay", metavar="OUT2.png", help="also write the labels blended over the image")
     p.add_argument("--save-probs", metavar="Q.npy", help="also write the refined probabilities (L, H, W) float32")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="deeplab",
-                   help="parameter set: deeplab (DeepLab-LargeFOV, default) or densecrf-demo "
-                        "(Kraehenbuehl & Koltun's label-refinement demo); the flags below override it")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="deeplab",
+        help="parameter set: deeplab (DeepLab-LargeFOV, default) or densecrf-demo "
+        "(Kraehenbuehl & Koltun's label-refinement demo); the flags below override it",
+    )
     add_crf_flags(p)
-    p.add_argument("--normalization", default=None,
-                   choices=["NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"],
-                   help="kernel normalisation (deeplab preset: NORMALIZE_AFTER)")
+    p.add_argument(
+        "--normalization",
+        default=None,
+        choices=["NO_NORMALIZATION", "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"],
+        help="kernel normalisation (deeplab preset: NORMALIZE_AFTER)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads, >= 1 (default: all)")
-    p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="PX",
-                   help=f"refine images larger than PX on their longer side at that size (image and coarse input "
-                        f"shrunk), then upsample the labels to full size; --save-probs keeps the working size "
-                        f"(0 = no limit; default {MAX_SIZE})")
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=MAX_SIZE,
+        metavar="PX",
+        help=f"refine images larger than PX on their longer side at that size (image and coarse input "
+        f"shrunk), then upsample the labels to full size; --save-probs keeps the working size "
+        f"(0 = no limit; default {MAX_SIZE})",
+    )
 
 
 def _params(args):
@@ -68,8 +101,9 @@ def _shrink_maps(maps, size: tuple[int, int]):
     h, w = size
     if maps.shape[1:] == (h, w):
         return maps
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((w, h), Image.BOX))
-                    for m in maps])
+    out = np.stack(
+        [np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((w, h), Image.BOX)) for m in maps]
+    )
     return out / out.sum(0, keepdims=True)
 
 
@@ -116,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             q = dense_crf(image, np.asarray(probs), params, threads=args.threads)
         except InputError as e:
             raise InputError(f"--probs {args.probs}: {e}") from None
-        values, palette = np.arange(q.shape[0]), voc_palette()[:min(q.shape[0], 256)]
+        values, palette = np.arange(q.shape[0]), voc_palette()[: min(q.shape[0], 256)]
     else:
         if not 0 < args.gt_prob < 1:
             raise InputError(f"--gt-prob must lie in (0, 1), got {args.gt_prob}")
@@ -129,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
         if ann.index.shape != (h, w):
             raise InputError(f"--labels {args.labels} is {ann.index.shape} (H, W) but {args.image} is {(h, w)}")
         if args.gt_prob <= 1 / len(ann.classes):
-            raise InputError(f"--gt-prob {args.gt_prob} carries no information with {len(ann.classes)} labels: "
-                             f"use a value above 1/{len(ann.classes)}")
+            raise InputError(
+                f"--gt-prob {args.gt_prob} carries no information with {len(ann.classes)} labels: "
+                f"use a value above 1/{len(ann.classes)}"
+            )
         index = ann.index
         if work != (h, w):  # nearest neighbour keeps label values (and -1 = unknown)
             index = np.asarray(Image.fromarray(index.astype(np.int32)).resize(work[::-1], Image.NEAREST))
@@ -145,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"labels up to {values.max()} do not fit a palette PNG (0-255)")
         labels, out_palette = values[index], None
     if work != (h, w):
-        print(f"deeplab crf: {args.image} is {w}x{h}: refined at {work[1]}x{work[0]} (--max-size {args.max_size}), "
-              "labels upsampled to full size")
+        print(
+            f"deeplab crf: {args.image} is {w}x{h}: refined at {work[1]}x{work[0]} (--max-size {args.max_size}), "
+            "labels upsampled to full size"
+        )
     save_label_png(args.out, labels.astype(np.uint8), out_palette)
     if args.overlay:
         mixed = overlay(full_image, labels, out_palette)

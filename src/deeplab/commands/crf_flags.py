@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-CRF_FLAGS = (("bi_w", float, "bilateral kernel weight"), ("bi_xy_std", float, "bilateral position std (px)"),
-             ("bi_rgb_std", float, "bilateral colour std (0-255)"), ("pos_w", float, "Gaussian kernel weight"),
-             ("pos_xy_std", float, "Gaussian position std (px)"), ("iterations", int, "mean-field iterations"))
+CRF_FLAGS = (
+    ("bi_w", float, "bilateral kernel weight"),
+    ("bi_xy_std", float, "bilateral position std (px)"),
+    ("bi_rgb_std", float, "bilateral colour std (0-255)"),
+    ("pos_w", float, "Gaussian kernel weight"),
+    ("pos_xy_std", float, "Gaussian position std (px)"),
+    ("iterations", int, "mean-field iterations"),
+)
 
 
 def add_crf_flags(p: argparse.ArgumentParser) -> None:

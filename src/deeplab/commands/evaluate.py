@@ -11,31 +11,50 @@ from deeplab.commands.crf_flags import add_crf_flags, crf_flag_values
 HELP = "score a model on a data set: IoU, accuracies, optional CRF and boundary trimap (paper Fig. 5)"
 
 
-
 def add_data_arguments(p: argparse.ArgumentParser, default_split: str) -> None:
     """--checkpoint/--model, --dataset, --data, --split, --workers (shared with crf-search)."""
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", metavar="M", help="'default' (the shipped model) or a model file: model.pt or the "
-                       "checkpoint.pt of a run (also interrupted), a converted Caffe release")
+    which.add_argument(
+        "--model",
+        metavar="M",
+        help="'default' (the shipped model) or a model file: model.pt or the "
+        "checkpoint.pt of a run (also interrupted), a converted Caffe release",
+    )
     which.add_argument("--checkpoint", metavar="M.pt", help="the same as --model M.pt")
     p.add_argument("--dataset", required=True, help="data set format: voc, sbd, camvid or folder")
     p.add_argument("--data", required=True, metavar="ROOT", help="data set root folder")
     p.add_argument("--split", default=default_split, help=f"split to use (default {default_split})")
-    p.add_argument("--workers", type=int, default=2, help="worker processes for CRF and metrics (0 = inline; default 2)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="worker processes for CRF and metrics (0 = inline; default 2)"
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, "val")
     p.add_argument("--crf", action="store_true", help="also score the fully connected CRF's refinement")
-    p.add_argument("--crf-params", metavar="JSON", default=None,
-                   help="CRF parameters as a JSON object or file (default: the checkpoint's, else the CRF defaults)")
+    p.add_argument(
+        "--crf-params",
+        metavar="JSON",
+        default=None,
+        help="CRF parameters as a JSON object or file (default: the checkpoint's, else the CRF defaults)",
+    )
     add_crf_flags(p)
-    p.add_argument("--trimap", type=int, nargs="?", const=40, default=0, metavar="W",
-                   help="boundary trimap scores for band widths 1..W px (default W 40)")
+    p.add_argument(
+        "--trimap",
+        type=int,
+        nargs="?",
+        const=40,
+        default=0,
+        metavar="W",
+        help="boundary trimap scores for band widths 1..W px (default W 40)",
+    )
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="writes metrics.json (and trimap.png)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for the network (under torchrun: cuda "
-                   "means each process's local GPU)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:N for the network (under torchrun: cuda means each process's local GPU)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,7 +71,7 @@ def json_object_arg(text: str, flag: str) -> dict:
     except json.JSONDecodeError as e:
         raise InputError(f"{flag}: invalid JSON ({e})") from e
     if not isinstance(value, dict):
-        raise InputError(f"{flag}: expected a JSON object, e.g. {{\"bi_w\": 4}}")
+        raise InputError(f'{flag}: expected a JSON object, e.g. {{"bi_w": 4}}')
     return value
 
 
@@ -82,8 +101,9 @@ def open_model_and_data(args: argparse.Namespace):
     loaded = load_model(path)
     dataset = build_dataset(args.dataset, args.data, args.split)
     if loaded.model.num_classes != dataset.num_classes:
-        raise InputError(f"{path}: model has {loaded.model.num_classes} classes, data set "
-                         f"{args.dataset} has {dataset.num_classes}")
+        raise InputError(
+            f"{path}: model has {loaded.model.num_classes} classes, data set {args.dataset} has {dataset.num_classes}"
+        )
     return path, loaded, dataset
 
 
@@ -110,11 +130,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded.model.to(env.device)
         total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-        with tqdm(total=len(D.shard(total, env)), disable=args.no_progress or not env.is_main, desc="evaluate",
-                  unit="img") as bar:
-            result = evaluate(dataset, model_probs_fn(loaded), crf=args.crf, crf_params=params,
-                              trimap_width=args.trimap, limit=args.limit, workers=args.workers,
-                              progress=lambda done, _: bar.update(done - bar.n), shard=(env.rank, env.world_size))
+        with tqdm(
+            total=len(D.shard(total, env)), disable=args.no_progress or not env.is_main, desc="evaluate", unit="img"
+        ) as bar:
+            result = evaluate(
+                dataset,
+                model_probs_fn(loaded),
+                crf=args.crf,
+                crf_params=params,
+                trimap_width=args.trimap,
+                limit=args.limit,
+                workers=args.workers,
+                progress=lambda done, _: bar.update(done - bar.n),
+                shard=(env.rank, env.world_size),
+            )
         if env.distributed:
             result = _sum_shards(result, env, len(dataset.classes), args.trimap)
     finally:
@@ -126,8 +155,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(summary))
     written = [out / "metrics.json"]
     if args.trimap:
-        written.append(plot_trimap(summary["trimap"], out / "trimap.png",
-                                   title=f"{args.dataset} {args.split}: {result.n_images} images"))
+        written.append(
+            plot_trimap(
+                summary["trimap"], out / "trimap.png", title=f"{args.dataset} {args.split}: {result.n_images} images"
+            )
+        )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -139,8 +171,12 @@ def _sum_shards(result, env, num_classes: int, trimap: int):
     from deeplab.engine import distributed as D
     from deeplab.engine.evaluate import EvalResult
 
-    shapes = {"conf": (num_classes,) * 2, "conf_crf": (num_classes,) * 2,
-              "bands": (trimap, num_classes, num_classes), "bands_crf": (trimap, num_classes, num_classes)}
+    shapes = {
+        "conf": (num_classes,) * 2,
+        "conf_crf": (num_classes,) * 2,
+        "bands": (trimap, num_classes, num_classes),
+        "bands_crf": (trimap, num_classes, num_classes),
+    }
     merged = EvalResult(result.classes, crf_params=result.crf_params)
     for key, shape in shapes.items():
         if (key.startswith("bands") and not trimap) or (key.endswith("_crf") and result.crf_params is None):

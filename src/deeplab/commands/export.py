@@ -8,10 +8,14 @@ HELP = "export a deeplab checkpoint's network to ONNX (image -> stride-8 logits)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="model file: 'default', model.pt or checkpoint.pt of a run, a converted Caffe model")
+    parser.add_argument(
+        "checkpoint", help="model file: 'default', model.pt or checkpoint.pt of a run, a converted Caffe model"
+    )
     parser.add_argument("-o", "--output", required=True, help="ONNX file to write")
     parser.add_argument("--size", type=int, default=321, help="example input side used for tracing (8k+1)")
-    parser.add_argument("--static", action="store_true", help="fixed 1 x 3 x size x size input instead of dynamic B/H/W")
+    parser.add_argument(
+        "--static", action="store_true", help="fixed 1 x 3 x size x size input instead of dynamic B/H/W"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs torch comparison")
 
 
@@ -27,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 9:
         raise InputError(f"--size must be >= 9, got {args.size}")
     try:
-        from deeplab.models.onnx_export import OnnxRunner, export_onnx
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
+
+        from deeplab.models.onnx_export import OnnxRunner, export_onnx
     except ImportError as e:
-        raise InputError(f"deeplab export needs the onnx extra ({e.name} is missing): "
-                         "pip install 'deeplab-v1[onnx]'") from None
+        raise InputError(
+            f"deeplab export needs the onnx extra ({e.name} is missing): pip install 'deeplab-v1[onnx]'"
+        ) from None
     loaded = load_model(args.checkpoint)
     path = export_onnx(loaded.model, args.output, example_size=args.size, dynamic=not args.static)
     side = aligned_size(args.size)

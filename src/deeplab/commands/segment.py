@@ -22,30 +22,58 @@ MAX_SIZE = 2048
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--model", default="default",
-                   help="'default' (the shipped model), or a model file: model.pt or checkpoint.pt of a run, "
-                        "a converted Caffe release")
-    p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
-                   help="refine with the dense CRF: the model's stored parameters or the defaults, changed by "
-                        "the flags below (default: on)")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the shipped model), or a model file: model.pt or checkpoint.pt of a run, "
+        "a converted Caffe release",
+    )
+    p.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refine with the dense CRF: the model's stored parameters or the defaults, changed by "
+        "the flags below (default: on)",
+    )
     add_crf_flags(p)
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg (mask blended over image)")
-    p.add_argument("--save-probs", choices=("npy", "npz"), default=None,
-                   help="also write the (CRF-refined) class probabilities, float16 (C, h, w), per image")
-    p.add_argument("--summary", metavar="FILE.json", default=None,
-                   help="write a summary: per image size, seconds, class pixel fractions")
+    p.add_argument(
+        "--save-probs",
+        choices=("npy", "npz"),
+        default=None,
+        help="also write the (CRF-refined) class probabilities, float16 (C, h, w), per image",
+    )
+    p.add_argument(
+        "--summary",
+        metavar="FILE.json",
+        default=None,
+        help="write a summary: per image size, seconds, class pixel fractions",
+    )
     p.add_argument("--recursive", action="store_true", help="search input folders recursively")
     p.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist already")
-    p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="PX",
-                   help=f"segment images larger than PX on their longer side at that size and upsample the "
-                        f"labels back to full size (bounds time and memory; 0 = no limit; default {MAX_SIZE})")
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=MAX_SIZE,
+        metavar="PX",
+        help=f"segment images larger than PX on their longer side at that size and upsample the "
+        f"labels back to full size (bounds time and memory; 0 = no limit; default {MAX_SIZE})",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the CRF then runs on the GPU too)")
-    p.add_argument("--backend", choices=("channels_last", "eager", "onnxruntime"), default="channels_last",
-                   help="CPU forward path (onnxruntime: exported once per model and cached on disk)")
+    p.add_argument(
+        "--backend",
+        choices=("channels_last", "eager", "onnxruntime"),
+        default="channels_last",
+        help="CPU forward path (onnxruntime: exported once per model and cached on disk)",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="same-size images per forward pass (default 1)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes for the CRF and the writing, overlapping the network (default: 1 on a "
-                        "multi-core CPU, 0 = inline)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the CRF and the writing, overlapping the network (default: 1 on a "
+        "multi-core CPU, 0 = inline)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads for the network (0: torch default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -53,8 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_numbers(args: argparse.Namespace) -> None:
     from deeplab.errors import InputError
 
-    for flag, value, low in (("--threads", args.threads, 0), ("--batch-size", args.batch_size, 1),
-                             ("--max-size", args.max_size, 0), ("--workers", args.workers, 0)):
+    for flag, value, low in (
+        ("--threads", args.threads, 0),
+        ("--batch-size", args.batch_size, 1),
+        ("--max-size", args.max_size, 0),
+        ("--workers", args.workers, 0),
+    ):
         if value is not None and value < low:
             raise InputError(f"{flag} must be >= {low}, got {value}")
     if 0 < args.max_size < 64:
@@ -62,10 +94,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import functools
-    import os
-    from pathlib import Path
-
+    """Plan and check every output, then segment (under torchrun: each process every N-th image)."""
+    from deeplab.engine import distributed as D
     from deeplab.engine import segment as pipeline
     from deeplab.errors import InputError
     from deeplab.outputs import check_output_dir, check_output_file
@@ -74,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out, "-o")
     summary_path = check_output_file(args.summary, (".json",), "--summary") if args.summary else None
     found, errors = pipeline.find_images(args.inputs, args.recursive)
-    for e in errors:
-        print(f"deeplab segment: error: {e}", file=sys.stderr)
     jobs = pipeline.plan_jobs(found, out, args.overlay, args.save_probs)
     skipped = 0
     if args.skip_existing:
@@ -83,10 +111,6 @@ def run(args: argparse.Namespace) -> int:
         skipped, jobs = len(jobs) - len(todo), todo
 
     import torch
-
-    from deeplab.crf import CRFParams, dense_crf
-    from deeplab.models import load_model
-    from deeplab.models.predict import predict_batch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,6 +120,32 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--device {args.device!r}: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available here")
+    env = D.setup(device.type)  # cuda under torchrun: each process's local GPU
+    try:
+        if env.is_main:
+            for e in errors:
+                print(f"deeplab segment: error: {e}", file=sys.stderr)
+        if env.distributed:
+            jobs, device = [jobs[i] for i in D.shard(len(jobs), env)], env.device
+        return _segment(args, jobs, errors, skipped, device, env, summary_path, out)
+    finally:
+        D.cleanup(env, wait_for_all=True)
+
+
+def _segment(args, jobs, errors, skipped, device, env, summary_path, out) -> int:
+    """This process's share: model, CRF function, pipeline, then (rank 0) the report and summary."""
+    import functools
+    import os
+
+    import torch
+
+    from deeplab.crf import CRFParams, dense_crf
+    from deeplab.engine import distributed as D
+    from deeplab.engine import segment as pipeline
+    from deeplab.errors import InputError
+    from deeplab.models import load_model
+    from deeplab.models.predict import predict_batch
+
     loaded = load_model(args.model, device=device)
     crf_params = None
     if args.crf:
@@ -123,26 +173,63 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     palette = loaded.palette if len(loaded.palette) else None
-    with tqdm(total=len(jobs), disable=args.no_progress or not jobs, desc="segment", unit="img",
-              dynamic_ncols=True) as bar:
-        result = pipeline.run(jobs, probs_fn, crf_fn=crf_fn, palette=palette, classes=loaded.classes,
-                              max_size=args.max_size, batch_size=args.batch_size, workers=workers,
-                              progress=bar.update)
+    with tqdm(
+        total=len(jobs),
+        disable=args.no_progress or not jobs or not env.is_main,
+        desc="segment",
+        unit="img",
+        dynamic_ncols=True,
+    ) as bar:
+        result = pipeline.run(
+            jobs,
+            probs_fn,
+            crf_fn=crf_fn,
+            palette=palette,
+            classes=loaded.classes,
+            max_size=args.max_size,
+            batch_size=args.batch_size,
+            workers=workers,
+            progress=bar.update,
+        )
+    if env.distributed:
+        result = pipeline.SegmentResult(
+            D.gather_lists(result.records, env),
+            D.gather_lists(result.failed, env),
+            D.gather_lists(result.resized, env),
+            max(D.gather_lists([result.seconds], env)),
+        )
+        if not env.is_main:
+            return 2 if result.failed or errors else 0
     for line in result.resized:
-        print(f"deeplab segment: {line}: segmented at --max-size {args.max_size}, labels upsampled to full size",
-              file=sys.stderr)
+        print(
+            f"deeplab segment: {line}: segmented at --max-size {args.max_size}, labels upsampled to full size",
+            file=sys.stderr,
+        )
     if summary_path is not None:
-        pipeline.write_summary(summary_path, result, {
-            "model": str(args.model), "crf": crf_params.to_dict() if crf_params else None, "backend": args.backend,
-            "device": str(device), "workers": workers, "skipped_existing": skipped})
+        pipeline.write_summary(
+            summary_path,
+            result,
+            {
+                "model": str(args.model),
+                "crf": crf_params.to_dict() if crf_params else None,
+                "backend": args.backend,
+                "device": str(device),
+                "workers": workers,
+                "skipped_existing": skipped,
+            },
+        )
     done = len(result.records)
     rate = f", {done / result.seconds:.2f} images/s" if done and result.seconds > 0 else ""
-    print(f"deeplab segment: {done} of {len(jobs)} images segmented into {out}"
-          f" ({'with' if crf_params else 'without'} CRF{rate})" + (f"; {skipped} skipped (existing)" if skipped else ""))
+    print(
+        f"deeplab segment: {done} of {done + len(result.failed)} images segmented into {out}"
+        f" ({'with' if crf_params else 'without'} CRF{rate})" + (f"; {skipped} skipped (existing)" if skipped else "")
+    )
     for e in result.failed:
         print(f"deeplab segment: error: {e}", file=sys.stderr)
     if result.failed or errors:
-        print(f"deeplab segment: error: {len(result.failed) + len(errors)} input(s) could not be segmented",
-              file=sys.stderr)
+        print(
+            f"deeplab segment: error: {len(result.failed) + len(errors)} input(s) could not be segmented",
+            file=sys.stderr,
+        )
         return 2
     return 0

@@ -7,8 +7,15 @@ NumPy API: ``dense_crf(image, probs, CRFParams())``; pydensecrf drop-in: ``deepl
 from deeplab.crf.api import CRFParams, dense_crf, dense_crf_unary
 from deeplab.crf.unary import unary_from_labels, unary_from_logits, unary_from_probs
 
-__all__ = ["CRFParams", "dense_crf", "dense_crf_unary", "dense_crf_torch", "unary_from_probs", "unary_from_logits",
-           "unary_from_labels"]
+__all__ = [
+    "CRFParams",
+    "dense_crf",
+    "dense_crf_torch",
+    "dense_crf_unary",
+    "unary_from_labels",
+    "unary_from_logits",
+    "unary_from_probs",
+]
 
 
 def __getattr__(name: str):

@@ -40,14 +40,17 @@ def annotation_from_labels(labels: np.ndarray, unknown: int | None = 255, num_la
     if num_labels is not None:
         bad = known & ((labels < 0) | (labels >= num_labels))
         if bad.any():
-            raise InputError(f"label values {np.unique(labels[bad])[:5].tolist()} are not below "
-                             f"num_labels={num_labels} (and not the unknown value {unknown})")
+            raise InputError(
+                f"label values {np.unique(labels[bad])[:5].tolist()} are not below "
+                f"num_labels={num_labels} (and not the unknown value {unknown})"
+            )
         classes = np.arange(num_labels)
     else:
         classes = np.unique(labels[known])
     if len(classes) < 2:
-        raise InputError(f"the mask needs at least 2 labels to refine, found {classes.tolist()} "
-                         f"(unknown value: {unknown})")
+        raise InputError(
+            f"the mask needs at least 2 labels to refine, found {classes.tolist()} (unknown value: {unknown})"
+        )
     index = np.full(labels.shape, -1, np.int64)
     index[known] = np.searchsorted(classes, labels[known])
     return Annotation(index, classes, voc_palette()[classes.clip(0, 255)], False)
@@ -62,8 +65,10 @@ def annotation_from_colours(rgb: np.ndarray) -> Annotation:
     if len(codes) < 2:
         raise InputError(f"the colour annotation needs at least 2 non-black colours, found {len(codes)}")
     if len(codes) > 255:
-        raise InputError(f"the colour annotation has {len(codes)} colours; at most 255 labels are supported "
-                         f"(is it a photo rather than an annotation?)")
+        raise InputError(
+            f"the colour annotation has {len(codes)} colours; at most 255 labels are supported "
+            f"(is it a photo rather than an annotation?)"
+        )
     index = np.full(code.shape, -1, np.int64)
     index[known] = inverse
     colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], 1).astype(np.uint8)

@@ -15,7 +15,6 @@ from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
-
 MIN_STD = 0.01  # below this every pixel is its own lattice vertex: no filtering, only cost
 
 
@@ -50,10 +49,14 @@ class CRFParams:
         for name in ("bi_xy_std", "bi_rgb_std", "pos_xy_std"):
             v = getattr(self, name)
             if not _is_number(v) or not math.isfinite(v) or v < MIN_STD:
-                raise InputError(f"CRFParams.{name} must be a finite number >= {MIN_STD} (pixels / colour levels), "
-                                 f"got {v!r}")
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, (int, np.integer)) \
-                or self.iterations < 0:
+                raise InputError(
+                    f"CRFParams.{name} must be a finite number >= {MIN_STD} (pixels / colour levels), got {v!r}"
+                )
+        if (
+            isinstance(self.iterations, bool)
+            or not isinstance(self.iterations, (int, np.integer))
+            or self.iterations < 0
+        ):
             raise InputError(f"CRFParams.iterations must be an integer >= 0, got {self.iterations!r}")
         if self.normalization not in NORMALIZATIONS:
             raise InputError(f"CRFParams.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
@@ -62,7 +65,7 @@ class CRFParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CRFParams":
+    def from_dict(cls, d: dict) -> CRFParams:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -75,8 +78,10 @@ def check_image(image, name: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name} must be a numpy array (H, W, 3) uint8, got {type(image).__name__}")
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        raise InputError(f"{name} is greyscale {image.shape}; the bilateral kernel needs RGB (H, W, 3): "
-                         f"repeat the channel, e.g. np.stack([g, g, g], -1)")
+        raise InputError(
+            f"{name} is greyscale {image.shape}; the bilateral kernel needs RGB (H, W, 3): "
+            f"repeat the channel, e.g. np.stack([g, g, g], -1)"
+        )
     if image.ndim == 3 and image.shape[2] == 4:
         raise InputError(f"{name} is RGBA {image.shape}; pass RGB, e.g. {name}[..., :3]")
     if image.ndim == 3 and image.shape[0] == 3 and image.shape[2] != 3:
@@ -86,8 +91,10 @@ def check_image(image, name: str = "image") -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"{name} is empty: shape {image.shape}")
     if image.dtype != np.uint8:
-        raise InputError(f"{name} must be uint8 (0-255), got {image.dtype}; convert e.g. "
-                         f"(x * 255).round().clip(0, 255).astype(np.uint8) for [0, 1] floats")
+        raise InputError(
+            f"{name} must be uint8 (0-255), got {image.dtype}; convert e.g. "
+            f"(x * 255).round().clip(0, 255).astype(np.uint8) for [0, 1] floats"
+        )
     return np.ascontiguousarray(image)
 
 
@@ -125,8 +132,10 @@ def _checked_maps(arr, hw: tuple[int, int], name: str):
         raise InputError(f"{name} has zero labels: shape {arr.shape}")
     if arr.shape[1:] != (h, w):
         if arr.shape[1:] == (w, h) and h != w:
-            raise InputError(f"{name} is {arr.shape} but the image is H={h}, W={w}: height and width look "
-                             f"swapped; pass (L, {h}, {w})")
+            raise InputError(
+                f"{name} is {arr.shape} but the image is H={h}, W={w}: height and width look "
+                f"swapped; pass (L, {h}, {w})"
+            )
         if arr.shape[:2] == (h, w):
             raise InputError(f"{name} looks channels-last {arr.shape}; pass (L, H, W), e.g. {name}.transpose(2, 0, 1)")
         raise InputError(f"{name} is {arr.shape[1:]} (H, W) but the image is ({h}, {w})")
@@ -146,11 +155,15 @@ def check_probs(probs, hw: tuple[int, int], name: str = "probs", atol: float = 1
     """check_label_maps + probabilities: >= 0 and summing to 1 over L (within atol)."""
     p, low, dev = _checked_maps(probs, hw, name)
     if low < 0:
-        raise InputError(f"{name} has negative values (min {low:.4g}); pass probabilities, "
-                         f"or logits via dense_crf_unary(image, unary_from_logits(logits))")
+        raise InputError(
+            f"{name} has negative values (min {low:.4g}); pass probabilities, "
+            f"or logits via dense_crf_unary(image, unary_from_logits(logits))"
+        )
     if dev > atol:
-        raise InputError(f"{name} must sum to 1 over labels (axis 0); max deviation {dev:.4g}. "
-                         f"Softmax your scores first, or use dense_crf_unary with unary_from_logits")
+        raise InputError(
+            f"{name} must sum to 1 over labels (axis 0); max deviation {dev:.4g}. "
+            f"Softmax your scores first, or use dense_crf_unary with unary_from_logits"
+        )
     return p
 
 
@@ -221,16 +234,17 @@ def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> Me
     """Add params' two Potts kernels (bilateral, Gaussian) for a validated image (H, W, 3) uint8 to mf."""
     h, w = image.shape[:2]
     if params.bi_w != 0:
-        mf.add(LatticeKernel(bilateral_features(image, params.bi_xy_std, params.bi_rgb_std), params.normalization),
-               params.bi_w)
+        mf.add(
+            LatticeKernel(bilateral_features(image, params.bi_xy_std, params.bi_rgb_std), params.normalization),
+            params.bi_w,
+        )
     if params.pos_w != 0:
         xy_std = (float(params.pos_xy_std),) * 2
         mf.add(grid_gaussian_kernel(h, w, xy_std, params.normalization), params.pos_w)
     return mf
 
 
-def refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None,
-           probs: bool) -> np.ndarray:
+def refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None, probs: bool) -> np.ndarray:
     """Fused mean field, inputs already validated: image (H, W, 3) uint8 (or float, 0-255) and label maps
     (L, H, W) float32, probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies.
     Returns Q: (L, H, W) float32."""
@@ -242,8 +256,9 @@ def refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int 
     return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
 
 
-def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None, *,
-                    threads: int | None = None, **overrides) -> np.ndarray:
+def dense_crf_unary(
+    image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None, *, threads: int | None = None, **overrides
+) -> np.ndarray:
     """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
     per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
     params = resolve_params(params, overrides)
@@ -251,8 +266,9 @@ def dense_crf_unary(image: np.ndarray, unary: np.ndarray, params: CRFParams | No
     return refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads, probs=False)
 
 
-def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *,
-              threads: int | None = None, **overrides) -> np.ndarray:
+def dense_crf(
+    image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *, threads: int | None = None, **overrides
+) -> np.ndarray:
     """Refine class probabilities with the fully connected CRF.
 
     image: (H, W, 3) uint8 RGB; probs: (L, H, W) float, >= 0, sums to 1 over L (e.g. an upsampled

@@ -48,8 +48,9 @@ def _normalization_name(normalization) -> str:
     try:
         return NormalizationType(int(normalization)).name
     except (TypeError, ValueError):
-        raise InputError(f"normalization must be one of {list(NormalizationType)} (or their names), "
-                         f"got {normalization!r}") from None
+        raise InputError(
+            f"normalization must be one of {list(NormalizationType)} (or their names), got {normalization!r}"
+        ) from None
 
 
 def _check_kernel(kernel) -> None:
@@ -79,24 +80,24 @@ class DenseCRF:
         self._unary: np.ndarray | None = None
         self._pairwise: list[tuple[LatticeKernel, object]] = []
 
-    def setUnaryEnergy(self, u) -> None:  # noqa: N802 (pydensecrf name)
+    def setUnaryEnergy(self, u) -> None:
         """u: (nlabels, nvar) float, -log probability (see deeplab.crf.utils.unary_from_softmax)."""
         u = np.asarray(u)
         if u.shape != (self._nlabels, self._nvar):
-            raise InputError(f"setUnaryEnergy: unary must be (nlabels, nvar) = ({self._nlabels}, {self._nvar}), "
-                             f"got {u.shape}")
+            raise InputError(
+                f"setUnaryEnergy: unary must be (nlabels, nvar) = ({self._nlabels}, {self._nvar}), got {u.shape}"
+            )
         if not np.issubdtype(u.dtype, np.floating):
             raise InputError(f"setUnaryEnergy: unary must be floating point, got {u.dtype}")
         if not np.all(np.isfinite(u)):
             raise InputError("setUnaryEnergy: unary has non-finite values (NaN/inf); clip probabilities before -log")
         self._unary = np.array(u, dtype=np.float32)  # (L, N) copy
 
-    def setUnary(self, u) -> None:  # noqa: N802
+    def setUnary(self, u) -> None:
         """Alias of setUnaryEnergy (pydensecrf accepts a unary array here too)."""
         self.setUnaryEnergy(u)
 
-    def addPairwiseEnergy(self, features, compat, kernel=DIAG_KERNEL,  # noqa: N802
-                          normalization=NORMALIZE_SYMMETRIC) -> None:
+    def addPairwiseEnergy(self, features, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC) -> None:
         """features: (D, nvar) float (already divided by the kernel stds); compat: number / (L,) / (L, L)."""
         f = np.asarray(features)
         if f.ndim != 2 or f.shape[1] != self._nvar or f.shape[0] < 1:
@@ -111,8 +112,10 @@ class DenseCRF:
         _check_kernel(kernel)
         c = np.asarray(compat, dtype=np.float64)
         if c.ndim > 2 or (c.ndim >= 1 and any(s != self._nlabels for s in c.shape)) or not np.all(np.isfinite(c)):
-            raise InputError(f"addPairwiseEnergy: compat must be a number, ({self._nlabels},) or "
-                             f"({self._nlabels}, {self._nlabels}) finite, got shape {c.shape}")
+            raise InputError(
+                f"addPairwiseEnergy: compat must be a number, ({self._nlabels},) or "
+                f"({self._nlabels}, {self._nlabels}) finite, got shape {c.shape}"
+            )
         return c
 
     def _model(self) -> MeanField:
@@ -129,23 +132,24 @@ class DenseCRF:
         with numba_threads():
             return np.ascontiguousarray(self._model().inference(int(n_iterations)).T)
 
-    def startInference(self):  # noqa: N802
+    def startInference(self):
         """(Q, tmp1, tmp2): Q0 = softmax(-U) as (nlabels, nvar) float32, plus two scratch arrays."""
         with numba_threads():
             q = np.ascontiguousarray(self._model().inference(0).T)
         return q, np.zeros_like(q), np.zeros_like(q)
 
-    def stepInference(self, Q, tmp1, tmp2) -> None:  # noqa: N802, N803
+    def stepInference(self, Q, tmp1, tmp2) -> None:
         """One mean-field update of Q (nlabels, nvar) float32 in place; tmp1/tmp2 are unused scratch."""
         if not isinstance(Q, np.ndarray) or Q.shape != (self._nlabels, self._nvar) or Q.dtype != np.float32:
-            raise InputError(f"stepInference: Q must be the float32 ({self._nlabels}, {self._nvar}) array "
-                             f"from startInference")
+            raise InputError(
+                f"stepInference: Q must be the float32 ({self._nlabels}, {self._nvar}) array from startInference"
+            )
         mf = self._model()
         with numba_threads():
             q = mf.step(mf.pad(Q.T))
-        Q[...] = q[:, :self._nlabels].T
+        Q[...] = q[:, : self._nlabels].T
 
-    def klDivergence(self, Q) -> float:  # noqa: N802, N803
+    def klDivergence(self, Q) -> float:
         """Mean-field KL(Q || P) up to log Z for Q (nlabels, nvar) (pydensecrf's definition)."""
         Q = np.asarray(Q, dtype=np.float32)
         if Q.shape != (self._nlabels, self._nvar):
@@ -157,24 +161,26 @@ class DenseCRF:
 class DenseCRF2D(DenseCRF):
     """Dense CRF on a W x H image (pydensecrf.densecrf.DenseCRF2D(W, H, nlabels); note width first)."""
 
-    def __init__(self, W: int, H: int, nlabels: int):  # noqa: N803
+    def __init__(self, W: int, H: int, nlabels: int):
         super().__init__(int(W) * int(H), nlabels)
         self._w, self._h = int(W), int(H)
 
-    def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL,  # noqa: N802
-                            normalization=NORMALIZE_SYMMETRIC) -> None:
+    def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC) -> None:
         """Smoothness kernel on (x / sx, y / sy); sxy a number or (sx, sy). Its lattice is cached per image
         size and stds (see deeplab.crf.api.grid_gaussian_kernel)."""
         c = self._checked_compat(compat, kernel)
         kern = grid_gaussian_kernel(self._h, self._w, _pair(sxy, 2, "sxy"), _normalization_name(normalization))
         self._pairwise.append((kern, c))
 
-    def addPairwiseBilateral(self, sxy, srgb, rgbim, compat, kernel=DIAG_KERNEL,  # noqa: N802
-                             normalization=NORMALIZE_SYMMETRIC) -> None:
+    def addPairwiseBilateral(
+        self, sxy, srgb, rgbim, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC
+    ) -> None:
         """Appearance kernel on (x / sx, y / sy, r / sr, g / sg, b / sb); rgbim: (H, W, 3) uint8."""
         sxy2, srgb3 = _pair(sxy, 2, "sxy"), _pair(srgb, 3, "srgb")
         img = check_image(rgbim, "rgbim")
         if img.shape[:2] != (self._h, self._w):
-            raise InputError(f"addPairwiseBilateral: rgbim is {img.shape[:2]} (H, W) but the CRF is "
-                             f"H={self._h}, W={self._w} (DenseCRF2D takes W first)")
+            raise InputError(
+                f"addPairwiseBilateral: rgbim is {img.shape[:2]} (H, W) but the CRF is "
+                f"H={self._h}, W={self._w} (DenseCRF2D takes W first)"
+            )
         self.addPairwiseEnergy(bilateral_features(img, sxy2, srgb3).T, compat, kernel, normalization)

@@ -27,8 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from deeplab.crf.simd import (
+    MAX_REGISTER_LABELS,
+    blur_row,
+    copy_row,
+    gather_rows,
+    meanfield_rows,
+    scatter_rows,
+    softmax_row,
+)
 from deeplab.errors import InputError
-from deeplab.crf.simd import MAX_REGISTER_LABELS, blur_row, copy_row, gather_rows, meanfield_rows, scatter_rows, softmax_row
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
@@ -255,7 +263,7 @@ def _vertices(rem0, rank):
     cache_size = 64
     while cache_size < min(n, 16384):
         cache_size *= 2
-    cache_key = np.full((cache_size, 2 * d1), -(2 ** 31), np.int32)
+    cache_key = np.full((cache_size, 2 * d1), -(2**31), np.int32)
     cache_off = np.empty((cache_size, d1), np.int32)
     for i in range(n):
         h = np.int64(0)
@@ -448,7 +456,7 @@ def _bounds(feat):
     hi = lo.copy()
     nan = False
     for k in range(0, n * d, lanes):
-        chunk = flat[k:k + lanes]
+        chunk = flat[k : k + lanes]
         for t in range(chunk.shape[0]):
             x = chunk[t]
             lo[t] = min(lo[t], x)
@@ -488,7 +496,7 @@ def _key_layout(fmin: np.ndarray, fmax: np.ndarray):
         lo[j] = (int(np.floor(elo[j] / d1)) - 4) * d1
         mult[j] = place
         place *= (int(np.ceil(ehi[j] / d1)) + 4) * d1 - int(lo[j]) + 1
-        if place > 2 ** 62:
+        if place > 2**62:
             return None
     delta = np.full(d1, -int(mult.sum()), np.int64)
     delta[:d] += d1 * mult
@@ -502,9 +510,11 @@ def build_lattice(features: np.ndarray) -> Lattice:
         raise InputError(f"features must be (N, D) with N, D >= 1, got shape {feat.shape}")
     fmin, fmax = _bounds(feat)
     span = max(-fmin.min(), fmax.max()) if np.isfinite(fmin).all() and np.isfinite(fmax).all() else np.inf
-    if span * np.sqrt(2.0 / 3.0) * (feat.shape[1] + 1) ** 2 > 2 ** 30:
-        raise InputError(f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
-                         f"the lattice coordinates would overflow; use larger standard deviations")
+    if span * np.sqrt(2.0 / 3.0) * (feat.shape[1] + 1) ** 2 > 2**30:
+        raise InputError(
+            f"features must be finite and of moderate size (|f| = {span:.3g} in std units): "
+            f"the lattice coordinates would overflow; use larger standard deviations"
+        )
     layout = _key_layout(fmin, fmax)
     if layout is None:  # general path: vertex keys of D int32 coordinates
         rem0, rank, bary = kernel("_simplices")(feat)
@@ -580,9 +590,6 @@ def _blur(src, a, b, neighbours, reverse):
     return a if d1 % 2 == 1 else b
 
 
-PAD_ENERGY = -1e30  # energy (= -unary) of padding label columns: their probability comes out exactly 0
-
-
 @njit(cache=True, parallel=True, fastmath=True)
 def softmax_rows(energy, out):
     """out[i] = softmax(energy[i]) over the label axis; (N, L) float32 (may alias)."""
@@ -623,8 +630,9 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                 bufs[t][c] = 0.0
         lo, hi = _chunk(c, nchunks, n)
         if nl <= MAX_REGISTER_LABELS:
-            meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter,
-                           write_q)
+            meanfield_rows(
+                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q
+            )
             continue
         e = np.empty(nl, np.float32)
         for i in range(lo, hi):
@@ -653,8 +661,20 @@ def _serial_twin(dispatcher):
     return njit(cache=True, fastmath=True)(g)
 
 
-_PARALLEL = {f.__name__: f for f in (_simplices, _blur_neighbours, _packed_neighbours, _reduce_chunks, _splat, _blur,
-                                       softmax_rows, _slice, _meanfield_pass)}
+_PARALLEL = {
+    f.__name__: f
+    for f in (
+        _simplices,
+        _blur_neighbours,
+        _packed_neighbours,
+        _reduce_chunks,
+        _splat,
+        _blur,
+        softmax_rows,
+        _slice,
+        _meanfield_pass,
+    )
+}
 _SERIAL = {name: _serial_twin(f) for name, f in _PARALLEL.items()}
 _LOCAL = threading.local()
 _LAUNCH_PID: int | None = None  # process that started numba's thread pool
@@ -663,8 +683,11 @@ _LAUNCH_PID: int | None = None  # process that started numba's thread pool
 def _serial_mode() -> bool:
     import numba
 
-    return getattr(_LOCAL, "serial", False) or numba.config.NUMBA_NUM_THREADS == 1 \
-        or (_LAUNCH_PID is not None and _LAUNCH_PID != os.getpid())
+    return (
+        getattr(_LOCAL, "serial", False)
+        or numba.config.NUMBA_NUM_THREADS == 1
+        or (_LAUNCH_PID is not None and os.getpid() != _LAUNCH_PID)
+    )
 
 
 def kernel(name: str):
@@ -698,7 +721,7 @@ def row_starts(lattice: Lattice, width: int) -> np.ndarray:
     """(N, D+1) vertex index x width: where each corner's row starts in a flat (M+1, width) vertex array.
     int32, or int64 when (M+1) x width does not fit in int32. (The row kernels take these, saving a
     multiply per corner in the mean-field pass.)"""
-    dtype = np.int32 if (lattice.m + 1) * width < 2 ** 31 else np.int64
+    dtype = np.int32 if (lattice.m + 1) * width < 2**31 else np.int64
     return lattice.offset.astype(dtype) * dtype(width)
 
 
@@ -707,8 +730,13 @@ def splat_buffers(lattice: Lattice, num_values: int, chunks: int) -> np.ndarray:
     return np.zeros((chunks, lattice.m + 1, num_values), np.float32)
 
 
-def lattice_filter(lattice: Lattice, values: np.ndarray, in_weight: np.ndarray | None = None,
-                   out_weight: np.ndarray | None = None, reverse: bool = False) -> np.ndarray:
+def lattice_filter(
+    lattice: Lattice,
+    values: np.ndarray,
+    in_weight: np.ndarray | None = None,
+    out_weight: np.ndarray | None = None,
+    reverse: bool = False,
+) -> np.ndarray:
     """Gaussian-filter values (N, L): diag(out_weight) alpha S^T B S diag(in_weight) values, float32.
 
     in_weight / out_weight: optional (N,) per-pixel factors (normalisation). ``reverse`` runs the blur

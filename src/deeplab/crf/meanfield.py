@@ -18,9 +18,17 @@ import numpy as np
 from numba import njit
 
 from deeplab.crf.exact import gaussian_matrix
-from deeplab.crf.lattice import (PAD_ENERGY, build_lattice, filter_ones, kernel, lattice_filter, padded,
-                                 row_starts, splat_buffers, threads_in_use)
-from deeplab.crf.simd import rows_from_columns
+from deeplab.crf.lattice import (
+    build_lattice,
+    filter_ones,
+    kernel,
+    lattice_filter,
+    padded,
+    row_starts,
+    splat_buffers,
+    threads_in_use,
+)
+from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, rows_from_columns
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
@@ -41,14 +49,15 @@ def normalization_weights(raw_norm, normalization: str):
         return n, None
     if normalization == "NORMALIZE_AFTER":
         return None, n
-    s = n ** 0.5
+    s = n**0.5
     return s, s
 
 
 @njit(cache=True)
 def _energy_rows(maps, width, scale, log_floor):
     """(N, width) float32 work array from label-major maps (L, N) float32: scale * maps, or
-    scale * log(max(maps, log_floor)) when log_floor > 0; label columns L..width-1 hold PAD_ENERGY.
+    scale * log(max(maps, log_floor)) when log_floor > 0, kept >= ENERGY_FLOOR; label columns L..width-1 hold
+    PAD_ENERGY.
     Blocks of 8 pixels go through register transposes."""
     nl, n = maps.shape
     out = np.empty((n, width), np.float32)
@@ -63,7 +72,7 @@ def _energy_rows(maps, width, scale, log_floor):
             elif log_floor > 0:
                 out[i, k] = scale * np.log(max(maps[k, i], log_floor))
             else:
-                out[i, k] = scale * maps[k, i]
+                out[i, k] = max(scale * maps[k, i], ENERGY_FLOOR)
     return out
 
 
@@ -152,11 +161,12 @@ class MeanField:
     def __init__(self, unary: np.ndarray):
         """unary: (N, L) float32, any strides; fastest as the transposed view of a C-contiguous (L, N) array."""
         unary_lm = np.ascontiguousarray(np.asarray(unary, dtype=np.float32).T)
-        self._start(_energy_rows(unary_lm, padded(unary_lm.shape[0]), np.float32(-1.0), np.float32(0.0)),
-                    unary_lm.shape[0])
+        self._start(
+            _energy_rows(unary_lm, padded(unary_lm.shape[0]), np.float32(-1.0), np.float32(0.0)), unary_lm.shape[0]
+        )
 
     @classmethod
-    def from_probs(cls, probs: np.ndarray, clip: float = UNARY_CLIP) -> "MeanField":
+    def from_probs(cls, probs: np.ndarray, clip: float = UNARY_CLIP) -> MeanField:
         """Unary -log(max(p, clip)) (as unary_from_probs) from label-major probabilities probs: (L, N),
         computed in one pass (log and transpose in registers; fastest for C-contiguous float32)."""
         probs = np.ascontiguousarray(probs, dtype=np.float32)
@@ -174,19 +184,19 @@ class MeanField:
     @property
     def unary(self) -> np.ndarray:
         """U: (N, L) float32 (a new array)."""
-        return -self.neg_unary[:, :self.num_labels]
+        return -self.neg_unary[:, : self.num_labels]
 
     def add(self, kernel: LatticeKernel | ExactKernel, compat) -> None:
         if kernel.n != self.neg_unary.shape[0]:
             raise InputError(f"kernel has {kernel.n} points but the unary has {self.neg_unary.shape[0]}")
         c = np.zeros((self.neg_unary.shape[1],) * 2, np.float32)
-        c[:self.num_labels, :self.num_labels] = compat_matrix(compat, self.num_labels)
+        c[: self.num_labels, : self.num_labels] = compat_matrix(compat, self.num_labels)
         self.terms.append((kernel, c))
 
     def pad(self, q: np.ndarray) -> np.ndarray:
         """(N, L) -> zero-padded (N, Lp) float32 work array (a copy)."""
         out = np.zeros_like(self.neg_unary)
-        out[:, :self.num_labels] = q
+        out[:, : self.num_labels] = q
         return out
 
     def initial(self) -> np.ndarray:
@@ -220,7 +230,7 @@ class MeanField:
         q = self.initial()
         for _ in range(iterations):
             q = self.step(q)
-        return q[:, :self.num_labels]
+        return q[:, : self.num_labels]
 
     def _inference_fused(self, iterations: int) -> np.ndarray:
         """Q as (L, N) float32."""
@@ -235,7 +245,7 @@ class MeanField:
         # C_k scale the vertex values per label, full C_k multiply them by -C_k^T
         slice_ws, label_maps = [], []
         for k, c in self.terms:
-            scale = -np.diag(c)[:self.num_labels]
+            scale = -np.diag(c)[: self.num_labels]
             potts = _is_diagonal(c) and np.all(scale == scale[0])
             slice_ws.append(k.slice_weights(scale[0] if potts else 1.0))
             if potts:
@@ -250,8 +260,9 @@ class MeanField:
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         q = np.empty((self.num_labels, n), np.float32)
         # Q0 = softmax(-U), splatted for the first update
-        meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
-                       iterations == 0)
+        meanfield_pass(
+            self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0, iterations == 0
+        )
         for it in range(iterations):
             verts = []
             for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps):
@@ -270,5 +281,5 @@ class MeanField:
         """Mean-field free energy KL(Q || P) up to log Z: sum Q log Q + sum U Q + sum Q (pairwise). q: (N, L)."""
         q64 = np.asarray(q, dtype=np.float64)
         kl = float((q64 * np.log(np.maximum(q64, 1e-20))).sum() + (self.unary * q64).sum())
-        pairwise = self.pairwise_energy(self.pad(q))[:, :self.num_labels]
+        pairwise = self.pairwise_energy(self.pad(q))[:, : self.num_labels]
         return kl + float((q64 * pairwise).sum())

@@ -18,6 +18,10 @@ from numba.extending import intrinsic
 
 _W = 8
 _VEC = ir.VectorType(ir.FloatType(), _W)
+# Energies (= -unary) are kept >= ENERGY_FLOOR; padding label lanes hold PAD_ENERGY, far below: whatever
+# finite unary a user passes, a padding lane can never tie with a real label (exp underflows to exactly 0).
+ENERGY_FLOOR = -1e30
+PAD_ENERGY = -3e38
 _FAST = ("fast",)
 
 
@@ -76,8 +80,9 @@ def _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, g
         rowbase = builder.add(base, _row_start(context, builder, off_p, e))
         for xv, kb in zip(xs, lanes):
             at = builder.add(rowbase, kb)
-            _vstore(builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST),
-                    b_p, at)
+            _vstore(
+                builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST), b_p, at
+            )
 
 
 def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, group):
@@ -119,8 +124,12 @@ def gather_rows(typingctx, acc, verts, starts, weight, i):
         nl = cgutils.unpack_tuple(builder, context.make_array(signature.args[1])(context, builder, verts_v).shape, 2)[1]
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[2])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[4], types.intp), nr)
-        _for_lane_groups(context, builder, nl, lambda kb0, group: _gather_group(
-            context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, group))
+        _for_lane_groups(
+            context,
+            builder,
+            nl,
+            lambda kb0, group: _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, group),
+        )
         return context.get_dummy_value()
 
     return sig, codegen
@@ -148,8 +157,12 @@ def scatter_rows(typingctx, bufs, chunk, x, starts, weight, i):
         w_p = _data(context, builder, signature.args[4], w_v)
         nr = cgutils.unpack_tuple(builder, context.make_array(signature.args[3])(context, builder, off_v).shape, 2)[1]
         row = builder.mul(context.cast(builder, i_v, signature.args[5], types.intp), nr)
-        _for_lane_groups(context, builder, nl, lambda kb0, group: _scatter_group(
-            context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, group))
+        _for_lane_groups(
+            context,
+            builder,
+            nl,
+            lambda kb0, group: _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, group),
+        )
         return context.get_dummy_value()
 
     return sig, codegen
@@ -169,18 +182,25 @@ def blur_row(typingctx, y, x, v, n1, n2):
         y_arr = context.make_array(signature.args[0])(context, builder, args[0])
         x_p = _data(context, builder, signature.args[1], args[1])
         nl = cgutils.unpack_tuple(builder, y_arr.shape, 2)[1]
-        rows = [builder.mul(context.cast(builder, val, ty, types.intp), nl)
-                for val, ty in zip(args[2:], signature.args[2:])]
+        rows = [
+            builder.mul(context.cast(builder, val, ty, types.intp), nl) for val, ty in zip(args[2:], signature.args[2:])
+        ]
+
         def stencil(centre, left, right, half):
-            return builder.fadd(centre, builder.fmul(half, builder.fadd(left, right, flags=_FAST), flags=_FAST),
-                                flags=_FAST)
+            return builder.fadd(
+                centre, builder.fmul(half, builder.fadd(left, right, flags=_FAST), flags=_FAST), flags=_FAST
+            )
 
         groups = builder.sdiv(nl, ir.Constant(intp, _W))
         with cgutils.for_range(builder, groups) as g:
             kb = builder.mul(g.index, ir.Constant(intp, _W))
             vecs = [_vload(builder, x_p, builder.add(r, kb)) for r in rows]
-            _vstore(builder, stencil(*vecs, _splat(builder, ir.Constant(ir.FloatType(), 0.5))), y_arr.data,
-                    builder.add(rows[0], kb))
+            _vstore(
+                builder,
+                stencil(*vecs, _splat(builder, ir.Constant(ir.FloatType(), 0.5))),
+                y_arr.data,
+                builder.add(rows[0], kb),
+            )
         tail = builder.mul(groups, ir.Constant(intp, _W))
         with cgutils.for_range(builder, builder.sub(nl, tail)) as k:
             at = [builder.gep(x_p, [builder.add(r, builder.add(tail, k.index))]) for r in rows]
@@ -209,9 +229,11 @@ def _vadd(builder, a, b):
 
 def _arithmetic(builder):
     """(constant, multiply, add) shorthands on 8-lane float vectors for polynomial code."""
-    return (lambda v: _splat(builder, ir.Constant(ir.FloatType(), v)),
-            lambda a, b: builder.fmul(a, b, flags=_FAST),
-            lambda a, b: _vadd(builder, a, b))
+    return (
+        lambda v: _splat(builder, ir.Constant(ir.FloatType(), v)),
+        lambda a, b: builder.fmul(a, b, flags=_FAST),
+        lambda a, b: _vadd(builder, a, b),
+    )
 
 
 # exp(r) ~ 1 + r (c1 + r (c2 + ...)) on |r| <= ln(2)/2: relative-error fit, max rel. err 1.7e-7 in float32
@@ -231,8 +253,9 @@ def _vexp_nonpositive(builder, x):
     for coef in _EXP_POLY[1:]:
         p = add(mul(p, r), c(coef))
     ivec = ir.VectorType(ir.IntType(32), _W)
-    bits = builder.shl(builder.add(builder.fptosi(n, ivec), ir.Constant(ivec, [127] * _W)),
-                       ir.Constant(ivec, [23] * _W))
+    bits = builder.shl(
+        builder.add(builder.fptosi(n, ivec), ir.Constant(ivec, [127] * _W)), ir.Constant(ivec, [23] * _W)
+    )
     y = mul(p, builder.bitcast(bits, _VEC))
     return builder.select(small, c(0.0), y)
 
@@ -242,8 +265,17 @@ def _reciprocal_splat(builder, x):
     return _splat(builder, builder.fdiv(ir.Constant(ir.FloatType(), 1.0), x, flags=_FAST))
 
 
-_LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-             -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+_LOG_POLY = (
+    7.0376836292e-2,
+    -1.1514610310e-1,
+    1.1676998740e-1,
+    -1.2420140846e-1,
+    1.4249322787e-1,
+    -1.6668057665e-1,
+    2.0000714765e-1,
+    -2.4999993993e-1,
+    3.3333331174e-1,
+)
 
 
 def _vlog_positive(builder, x):
@@ -252,10 +284,13 @@ def _vlog_positive(builder, x):
     c, mul, add = _arithmetic(builder)
     ivec = ir.VectorType(ir.IntType(32), _W)
     bits = builder.bitcast(x, ivec)
-    e = builder.sitofp(builder.sub(builder.lshr(bits, ir.Constant(ivec, [23] * _W)), ir.Constant(ivec, [126] * _W)),
-                       _VEC)
-    m = builder.bitcast(builder.or_(builder.and_(bits, ir.Constant(ivec, [0x807FFFFF] * _W)),
-                                    ir.Constant(ivec, [0x3F000000] * _W)), _VEC)  # m in [1/2, 1)
+    e = builder.sitofp(
+        builder.sub(builder.lshr(bits, ir.Constant(ivec, [23] * _W)), ir.Constant(ivec, [126] * _W)), _VEC
+    )
+    m = builder.bitcast(
+        builder.or_(builder.and_(bits, ir.Constant(ivec, [0x807FFFFF] * _W)), ir.Constant(ivec, [0x3F000000] * _W)),
+        _VEC,
+    )  # m in [1/2, 1)
     small = builder.fcmp_ordered("<", m, c(0.707106781186547524))
     e = builder.select(small, builder.fsub(e, c(1.0), flags=_FAST), e)
     m = builder.fsub(builder.select(small, add(m, m), m), c(1.0), flags=_FAST)
@@ -336,8 +371,9 @@ PIXELS_PER_STEP = 2  # meanfield_rows interleaves this many pixels' updates
 
 
 @intrinsic
-def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi,
-                   gather, scatter, write_q):
+def meanfield_rows(
+    typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+):
     """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
 
     Per pixel i, with v = offsets[t][i, r] / L the vertex of corner r of kernel t: e = neg_unary[i] (+ sum
@@ -349,8 +385,9 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
     L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
     kernel tuple is unrolled at compile time.
     """
-    sig = types.void(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter,
-                     write_q)
+    sig = types.void(
+        neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+    )
 
     def codegen(context, builder, signature, args):
         nu_v, q_v, verts_v, off_v, slw_v, spw_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
@@ -359,7 +396,8 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
 
         def array(index, value):
             return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
-                context, builder, value)
+                context, builder, value
+            )
 
         def as_intp(index, value):
             return context.cast(builder, value, ty[index], types.intp)
@@ -374,12 +412,16 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
             off = array((3, t), builder.extract_value(off_v, t))
             b = array((6, t), builder.extract_value(bufs_v, t))
             rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
-            kernels.append(dict(
-                verts=array((2, t), builder.extract_value(verts_v, t)).data, off=off.data,
-                nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
-                slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
-                splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
-                bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)])))
+            kernels.append(
+                dict(
+                    verts=array((2, t), builder.extract_value(verts_v, t)).data,
+                    off=off.data,
+                    nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
+                    slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
+                    splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
+                    bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
+                )
+            )
         lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
         # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
         accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(PIXELS_PER_STEP)]
@@ -391,8 +433,11 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
             with cgutils.for_range(builder, k["nr"]) as r:
                 for p, first in enumerate(firsts):
                     e = builder.add(first, r.index)
-                    body(p, _row_start(context, builder, k["off"], e),
-                         _splat(builder, builder.load(builder.gep(k[weights], [e]))))
+                    body(
+                        p,
+                        _row_start(context, builder, k["off"], e),
+                        _splat(builder, builder.load(builder.gep(k[weights], [e]))),
+                    )
 
         def update(pixel_ids, group):
             """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels)."""
@@ -404,27 +449,37 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
                     builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
             with builder.if_then(gather_v):
                 for k in kernels:
+
                     def gather(p, base, w, k=k):
                         for a, kb in zip(accs[p], lanes):
                             x = _vload(builder, k["verts"], builder.add(base, kb))
                             builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
+
                     corners(k, pixel_ids, "slice_w", gather)
-            ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[:len(rows)]]
+            ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[: len(rows)]]
             with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
                 for i, y_row in zip(pixel_ids, ys):
                     for g, y in enumerate(y_row):
                         for j in range(_W):
                             k = ir.Constant(intp, _W * g + j)
                             with builder.if_then(builder.icmp_signed("<", k, q_labels)):
-                                builder.store(builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
-                                              builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]))
+                                builder.store(
+                                    builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
+                                    builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
+                                )
             with builder.if_then(scatter_v):
                 for k in kernels:
+
                     def scatter(p, base, w, k=k):
                         for y, kb in zip(ys[p], lanes):
                             at = builder.add(base, kb)
-                            _vstore(builder, _vadd(builder, _vload(builder, k["bufs"], at),
-                                                   builder.fmul(w, y, flags=_FAST)), k["bufs"], at)
+                            _vstore(
+                                builder,
+                                _vadd(builder, _vload(builder, k["bufs"], at), builder.fmul(w, y, flags=_FAST)),
+                                k["bufs"],
+                                at,
+                            )
+
                     corners(k, pixel_ids, "splat_w", scatter)
 
         def pixels(group):
@@ -436,8 +491,9 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
             steps = builder.sdiv(count, step)
             with cgutils.for_range(builder, steps) as loop:
                 i = builder.add(lo_i, loop.index)
-                update([builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)],
-                       group)
+                update(
+                    [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)], group
+                )
             with cgutils.for_range(builder, builder.srem(count, step)) as loop:
                 update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
 
@@ -452,6 +508,7 @@ def meanfield_rows(typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_
 
 def _transpose8(builder, rows):
     """8x8 transpose of eight 8-lane vectors (row r -> lanes of output r) in three shuffle stages."""
+
     def shuffle(a, b, mask):
         return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), _W), mask))
 
@@ -467,7 +524,8 @@ def _transpose8(builder, rows):
 def rows_from_columns(typingctx, dst, src, i0, scale, pad, log_floor):
     """dst[i0 + j, :] = scale * f(src[:, i0 + j]) for j < 8; label lanes beyond src's L are set to pad.
 
-    f(v) = v, or log(max(v, log_floor)) when log_floor > 0 (e.g. probabilities -> log-probabilities).
+    f(v) = max(v, ENERGY_FLOOR / scale) (i.e. scale * v is kept above ENERGY_FLOOR), or log(max(v, log_floor))
+    when log_floor > 0 (e.g. probabilities -> log-probabilities).
     src: (L, N) C-contiguous float32 (label-major); dst: (N, Lp) C-contiguous float32, Lp = L rounded up
     to a multiple of 8; i0 + 8 <= N. Eight pixels at a time through 8x8 register transposes.
     """
@@ -495,8 +553,11 @@ def rows_from_columns(typingctx, dst, src, i0, scale, pad, log_floor):
                         with log_case:
                             logged = _vlog_positive(builder, _vmax(builder, v, _splat(builder, floor)))
                             builder.store(builder.fmul(_splat(builder, scale), logged, flags=_FAST), row)
-                        with plain_case:
-                            builder.store(builder.fmul(_splat(builder, scale), v, flags=_FAST), row)
+                        with plain_case:  # energies below ENERGY_FLOOR give probability 0 either way
+                            scaled = builder.fmul(_splat(builder, scale), v, flags=_FAST)
+                            builder.store(
+                                _vmax(builder, scaled, _splat(builder, ir.Constant(ir.FloatType(), ENERGY_FLOOR))), row
+                            )
                 rows.append(builder.load(row))
             for j, col in enumerate(_transpose8(builder, rows)):
                 at = builder.add(builder.mul(builder.add(i0, ir.Constant(intp, j)), width), k0)

@@ -11,8 +11,16 @@ import numpy as np
 from scipy import ndimage
 
 
-def coarse_probs(gt: np.ndarray, num_labels: int, seed: int = 0, scale: float = 10.0, blur: float = 1.0,
-                 noise: float = 2.0, noise_corr: float = 1.5, ignore_index: int = 255) -> np.ndarray:
+def coarse_probs(
+    gt: np.ndarray,
+    num_labels: int,
+    seed: int = 0,
+    scale: float = 10.0,
+    blur: float = 1.0,
+    noise: float = 2.0,
+    noise_corr: float = 1.5,
+    ignore_index: int = 255,
+) -> np.ndarray:
     """A DCNN-like coarse score map for a label mask gt (H, W) -> probs (L, H, W) float32.
 
     Class fractions of every 8x8 cell (what a stride-8 net resolves), Gaussian-blurred by ``blur``
@@ -35,8 +43,9 @@ def coarse_probs(gt: np.ndarray, num_labels: int, seed: int = 0, scale: float = 
     return (p / p.sum(0)).astype(np.float32)
 
 
-def render_image(gt: np.ndarray, seed: int = 0, texture: float = 20.0, blur: float = 1.0,
-                 ignore_index: int = 255) -> np.ndarray:
+def render_image(
+    gt: np.ndarray, seed: int = 0, texture: float = 20.0, blur: float = 1.0, ignore_index: int = 255
+) -> np.ndarray:
     """A synthetic RGB image (H, W, 3) uint8 for a mask: a random colour per class, Gaussian texture
     noise (std ``texture``), a slight blur; void pixels take their nearest labelled neighbour's colour."""
     rng = np.random.default_rng(seed)

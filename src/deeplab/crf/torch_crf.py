@@ -24,13 +24,13 @@ class _NumbaFilter(torch.autograd.Function):
     """K q for a LatticeKernel; q: (N, L) float32 CPU tensor. Backward: K^T g."""
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, kernel: LatticeKernel) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, q: torch.Tensor, kernel: LatticeKernel) -> torch.Tensor:
         ctx.kernel = kernel
         with numba_threads():
             return torch.from_numpy(kernel.apply(q.detach().contiguous().numpy()))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+    def backward(ctx, grad: torch.Tensor):
         with numba_threads():
             g = ctx.kernel.apply(grad.detach().contiguous().numpy(), transpose=True)
         return torch.from_numpy(g), None
@@ -55,8 +55,9 @@ def _images_hwc(images: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     if images.shape[1] == 3 and tuple(images.shape[2:]) == hw:
         images = images.permute(0, 2, 3, 1)
     elif images.shape[3] != 3 or tuple(images.shape[1:3]) != hw:
-        raise InputError(f"images {tuple(images.shape)} do not match logits (H, W) = {hw} as (B, 3, H, W) "
-                         f"or (B, H, W, 3) RGB")
+        raise InputError(
+            f"images {tuple(images.shape)} do not match logits (H, W) = {hw} as (B, 3, H, W) or (B, H, W, 3) RGB"
+        )
     x = images.detach().to("cpu", torch.float32).numpy()
     if not np.all(np.isfinite(x)):
         raise InputError("images have non-finite values")
@@ -75,9 +76,16 @@ def _fused_no_grad(imgs: np.ndarray, logits: torch.Tensor, params: CRFParams) ->
     return torch.stack([torch.from_numpy(refine(img, u, params, None, probs=False)) for img, u in zip(imgs, unary)])
 
 
-def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParams | None = None, *,
-                    bi_w: torch.Tensor | float | None = None, pos_w: torch.Tensor | float | None = None,
-                    backend: str = "auto", **overrides) -> torch.Tensor:
+def dense_crf_torch(
+    images: torch.Tensor,
+    logits: torch.Tensor,
+    params: CRFParams | None = None,
+    *,
+    bi_w: torch.Tensor | float | None = None,
+    pos_w: torch.Tensor | float | None = None,
+    backend: str = "auto",
+    **overrides,
+) -> torch.Tensor:
     """Batched dense CRF mean field; differentiable w.r.t. ``logits``, ``bi_w`` and ``pos_w``.
 
     images: (B, 3, H, W) or (B, H, W, 3) RGB, uint8 or float in 0-255 (not differentiated).
@@ -93,8 +101,10 @@ def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParam
     """
     params = resolve_params(params, overrides)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
-        raise InputError(f"logits must be a (B, L, H, W) torch tensor, got "
-                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+        raise InputError(
+            f"logits must be a (B, L, H, W) torch tensor, got "
+            f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}"
+        )
     if not logits.is_floating_point():
         raise InputError(f"logits must be floating point, got {logits.dtype}")
     b, num_labels, h, w = logits.shape
@@ -113,15 +123,25 @@ def dense_crf_torch(images: torch.Tensor, logits: torch.Tensor, params: CRFParam
         raise InputError("backend 'numba' needs CPU tensors; use backend='torch' on other devices")
     w_bi = params.bi_w if bi_w is None else bi_w
     w_pos = params.pos_w if pos_w is None else pos_w
-    if backend == "numba" and not (torch.is_grad_enabled() and any(
-            isinstance(t, torch.Tensor) and t.requires_grad for t in (logits, w_bi, w_pos))):
+    if backend == "numba" and not (
+        torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (logits, w_bi, w_pos))
+    ):
         return _fused_no_grad(imgs, logits, replace(params, bi_w=float(w_bi), pos_w=float(w_pos)))
     gauss = gaussian_features(h, w, params.pos_xy_std)
     out = []
     for i in range(b):
-        ops = [(w_bi, _kernel_op(bilateral_features(imgs[i], params.bi_xy_std, params.bi_rgb_std),
-                                 params.normalization, logits.device, backend)),
-               (w_pos, _kernel_op(gauss, params.normalization, logits.device, backend))]
+        ops = [
+            (
+                w_bi,
+                _kernel_op(
+                    bilateral_features(imgs[i], params.bi_xy_std, params.bi_rgb_std),
+                    params.normalization,
+                    logits.device,
+                    backend,
+                ),
+            ),
+            (w_pos, _kernel_op(gauss, params.normalization, logits.device, backend)),
+        ]
         neg_unary = logits[i].reshape(num_labels, h * w).t()
         if backend == "numba":
             neg_unary = neg_unary.to(torch.float32)

@@ -19,8 +19,8 @@ def _lookup(keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     both = torch.cat([keys, queries])
     _, inverse = torch.unique(both, dim=0, return_inverse=True)
     where = torch.full((int(inverse.max()) + 1,), len(keys), dtype=torch.long, device=keys.device)
-    where[inverse[:len(keys)]] = torch.arange(len(keys), device=keys.device)
-    return where[inverse[len(keys):]]
+    where[inverse[: len(keys)]] = torch.arange(len(keys), device=keys.device)
+    return where[inverse[len(keys) :]]
 
 
 class TorchLattice:
@@ -32,10 +32,13 @@ class TorchLattice:
         d1 = d + 1
         dev = f.device
         self.n, self.d = n, d
-        scale = torch.tensor([math.sqrt(2.0 / 3.0) * d1 / math.sqrt((j + 1.0) * (j + 2.0)) for j in range(d)],
-                             dtype=torch.float64, device=dev)
-        cf = f * scale                                                   # (N, D)
-        suffix = torch.flip(torch.cumsum(torch.flip(cf, [1]), 1), [1])    # sum_{k >= j} cf_k
+        scale = torch.tensor(
+            [math.sqrt(2.0 / 3.0) * d1 / math.sqrt((j + 1.0) * (j + 2.0)) for j in range(d)],
+            dtype=torch.float64,
+            device=dev,
+        )
+        cf = f * scale  # (N, D)
+        suffix = torch.flip(torch.cumsum(torch.flip(cf, [1]), 1), [1])  # sum_{k >= j} cf_k
         elevated = torch.zeros((n, d1), dtype=torch.float64, device=dev)
         elevated[:, 0] = suffix[:, 0]
         j = torch.arange(1, d1, dtype=torch.float64, device=dev)
@@ -47,10 +50,10 @@ class TorchLattice:
         total = (rem0 // d1).sum(1, keepdim=True)
         diff = elevated - rem0
         # rank_j = #{k > j: diff_k > diff_j} + #{k < j: diff_k >= diff_j}
-        greater = diff[:, None, :] > diff[:, :, None]                    # [i, j, k]: diff_k > diff_j
+        greater = diff[:, None, :] > diff[:, :, None]  # [i, j, k]: diff_k > diff_j
         geq = diff[:, None, :] >= diff[:, :, None]
         kk = torch.arange(d1, device=dev)
-        after_j = kk[None, :] > kk[:, None]                               # [j, k]: k > j
+        after_j = kk[None, :] > kk[:, None]  # [j, k]: k > j
         rank = (greater & after_j).sum(2) + (geq & ~after_j & (kk[None, :] != kk[:, None])).sum(2)
         rank = rank + total
         low, high = rank < 0, rank > d
@@ -61,13 +64,13 @@ class TorchLattice:
         bary.scatter_add_(1, d - rank, vals)
         bary.scatter_add_(1, d - rank + 1, -vals)
         bary[:, 0] += 1.0 + bary[:, d1]
-        self.bary = bary[:, :d1].to(torch.float32)                        # (N, D+1)
+        self.bary = bary[:, :d1].to(torch.float32)  # (N, D+1)
         r = torch.arange(d1, device=dev)
         # vertex r: rem0 + (r if rank <= d - r else r - d1), first D coordinates
         shift = torch.where(rank[:, None, :d] <= d - r[None, :, None], r[None, :, None], r[None, :, None] - d1)
         keys = (rem0[:, None, :d] + shift).reshape(n * d1, d)
         self.keys, inverse = torch.unique(keys, dim=0, return_inverse=True)
-        self.offset = inverse.reshape(n, d1)                              # (N, D+1) int64
+        self.offset = inverse.reshape(n, d1)  # (N, D+1) int64
         m = len(self.keys)
         self.m = m
         nbrs = []
@@ -80,8 +83,13 @@ class TorchLattice:
         self.neighbours = _lookup(self.keys, torch.cat(nbrs)).reshape(d1, 2, m)  # m = missing (zero row)
         self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
 
-    def filter(self, values: torch.Tensor, in_weight: torch.Tensor | None = None,
-               out_weight: torch.Tensor | None = None, reverse: bool = False) -> torch.Tensor:
+    def filter(
+        self,
+        values: torch.Tensor,
+        in_weight: torch.Tensor | None = None,
+        out_weight: torch.Tensor | None = None,
+        reverse: bool = False,
+    ) -> torch.Tensor:
         """diag(out_weight) alpha S^T B S diag(in_weight) values; values (N, C) -> (N, C), differentiable."""
         n, c = values.shape
         w_in = self.bary.to(values.dtype)
@@ -93,7 +101,7 @@ class TorchLattice:
         axes = range(self.d, -1, -1) if reverse else range(self.d + 1)
         for axis in axes:
             n1, n2 = self.neighbours[axis]
-            verts = torch.cat([verts[:self.m] + 0.5 * (verts[n1] + verts[n2]), zero])
+            verts = torch.cat([verts[: self.m] + 0.5 * (verts[n1] + verts[n2]), zero])
         w_out = self.bary.to(values.dtype) * self.alpha
         if out_weight is not None:
             w_out = w_out * out_weight[:, None].to(values.dtype)

@@ -6,7 +6,6 @@ import numpy as np
 
 from deeplab.errors import InputError
 
-
 UNARY_CLIP = 1e-5  # probabilities are clipped to this before -log (DeepLab's and pydensecrf's value)
 
 
@@ -24,8 +23,9 @@ def unary_from_logits(logits: np.ndarray) -> np.ndarray:
     return (np.log(np.exp(z).sum(axis=0, keepdims=True)) - z).astype(np.float32)
 
 
-def unary_from_labels(labels: np.ndarray, num_labels: int, gt_prob: float = 0.5,
-                      unknown: int | None = None) -> np.ndarray:
+def unary_from_labels(
+    labels: np.ndarray, num_labels: int, gt_prob: float = 0.5, unknown: int | None = None
+) -> np.ndarray:
     """Hard/partial labels -> unary (L, *labels.shape) float32.
 
     A labelled pixel has probability ``gt_prob`` for its label and (1 - gt_prob) / (L - 1) for each
@@ -40,8 +40,10 @@ def unary_from_labels(labels: np.ndarray, num_labels: int, gt_prob: float = 0.5,
     known = np.ones(labels.shape, bool) if unknown is None else labels != unknown
     bad = known & ((labels < 0) | (labels >= num_labels))
     if bad.any():
-        raise InputError(f"labels must lie in [0, {num_labels}) (or equal unknown={unknown}); "
-                         f"found {np.unique(labels[bad])[:5].tolist()}")
+        raise InputError(
+            f"labels must lie in [0, {num_labels}) (or equal unknown={unknown}); "
+            f"found {np.unique(labels[bad])[:5].tolist()}"
+        )
     u = np.full((num_labels,) + labels.shape, -np.log((1.0 - gt_prob) / (num_labels - 1)), np.float32)
     np.put_along_axis(u, np.where(known, labels, 0)[None], np.float32(-np.log(gt_prob)), axis=0)
     u[:, ~known] = np.float32(-np.log(1.0 / num_labels))

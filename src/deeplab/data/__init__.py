@@ -7,4 +7,4 @@ label (H, W) uint8, 255 = ignore) and has ``classes``, ``palette`` and ``names``
 from deeplab.data.base import IGNORE_INDEX, SegmentationDataset
 from deeplab.data.factory import DATASETS, build_dataset
 
-__all__ = ["IGNORE_INDEX", "DATASETS", "SegmentationDataset", "build_dataset"]
+__all__ = ["DATASETS", "IGNORE_INDEX", "SegmentationDataset", "build_dataset"]

@@ -10,8 +10,8 @@ With a ``transform`` it yields ``transform(image, label)`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,8 +30,13 @@ class SegmentationDataset:
     boundary: str = "void"
     ignore_index: int = IGNORE_INDEX
 
-    def __init__(self, names: Sequence[str], image_paths: Sequence[Path], label_paths: Sequence[Path],
-                 transform: Callable | None = None):
+    def __init__(
+        self,
+        names: Sequence[str],
+        image_paths: Sequence[Path],
+        label_paths: Sequence[Path],
+        transform: Callable | None = None,
+    ):
         if not (len(names) == len(image_paths) == len(label_paths)):
             raise ValueError("names, image_paths and label_paths must have the same length")
         self.names = list(names)
@@ -62,8 +67,10 @@ class SegmentationDataset:
         """Reject labels outside 0..K-1 and 255 (a wrong data set or a corrupt file)."""
         bad = (label >= self.num_classes) & (label != self.ignore_index)
         if bad.any():
-            raise InputError(f"{path}: label values {sorted(np.unique(label[bad]).tolist())[:5]} are not "
-                             f"classes 0..{self.num_classes - 1} or {self.ignore_index} (ignore)")
+            raise InputError(
+                f"{path}: label values {sorted(np.unique(label[bad]).tolist())[:5]} are not "
+                f"classes 0..{self.num_classes - 1} or {self.ignore_index} (ignore)"
+            )
         return label
 
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +80,10 @@ class SegmentationDataset:
         image = self.load_image(i)
         label = self.check_label(self.load_label(i), self.label_paths[i])
         if image.shape[:2] != label.shape:
-            raise InputError(f"{self.label_paths[i]}: label size {label.shape} != image size {image.shape[:2]} "
-                             f"of {self.image_paths[i]}")
+            raise InputError(
+                f"{self.label_paths[i]}: label size {label.shape} != image size {image.shape[:2]} "
+                f"of {self.image_paths[i]}"
+            )
         return image, label
 
     def __getitem__(self, i: int):

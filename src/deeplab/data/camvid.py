@@ -7,8 +7,8 @@ label PNGs with 0-10 = classes and 11 = void (mapped to 255 = ignore).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -16,18 +16,39 @@ from deeplab.data.base import IGNORE_INDEX, SegmentationDataset
 from deeplab.data.palette import load_label_png
 from deeplab.errors import InputError
 
-CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-                  "Pedestrian", "Bicyclist"]
-CAMVID_PALETTE = np.array([
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-], dtype=np.uint8)
+CAMVID_CLASSES = [
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+]
+CAMVID_PALETTE = np.array(
+    [
+        (128, 128, 128),
+        (128, 0, 0),
+        (192, 192, 128),
+        (128, 64, 128),
+        (60, 40, 222),
+        (128, 128, 0),
+        (192, 128, 128),
+        (64, 64, 128),
+        (64, 0, 128),
+        (64, 64, 0),
+        (0, 128, 192),
+    ],
+    dtype=np.uint8,
+)
 CAMVID_VOID = 11
 
 
 def _camvid_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    if "+" in split:  # e.g. "train+val": the lists concatenated in order
-        return [pair for part in split.split("+") for pair in _camvid_pairs(root, part)]
     listing = root / f"{split}.txt"
     if not listing.is_file():
         raise InputError(f"CamVid list file not found: {listing}")
@@ -44,7 +65,7 @@ def _camvid_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 class CamVid(SegmentationDataset):
-    """CamVid split ``train`` (367), ``val`` (101) or ``test`` (233), or several joined by "+" (``train+val``)."""
+    """CamVid split ``train`` (367), ``val`` (101) or ``test`` (233) (joined / sliced: deeplab.data.build_dataset)."""
 
     classes = CAMVID_CLASSES
     palette = CAMVID_PALETTE

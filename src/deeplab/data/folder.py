@@ -10,8 +10,8 @@ Layout under ``root``::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,7 +19,6 @@ from deeplab.data.base import SegmentationDataset, read_id_list
 from deeplab.data.images import IMAGE_SUFFIXES
 from deeplab.data.palette import voc_palette
 from deeplab.errors import InputError
-
 
 
 def read_class_file(path: Path) -> tuple[list[str], np.ndarray]:
@@ -57,8 +56,13 @@ class FolderDataset(SegmentationDataset):
 
     boundary = "labels"
 
-    def __init__(self, root: str | Path, split: str = "all", transform: Callable | None = None,
-                 classes_file: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "all",
+        transform: Callable | None = None,
+        classes_file: str | Path | None = None,
+    ):
         self.root = Path(root)
         self.split = split
         self.classes, self.palette = read_class_file(Path(classes_file) if classes_file else self.root / "classes.txt")

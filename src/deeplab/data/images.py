@@ -8,6 +8,7 @@ beyond 16 bits are refused with a message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -39,10 +40,8 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
 
 def to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
     """A decoded Pillow image as (H, W, 3) uint8 RGB, EXIF orientation applied, high bit depths scaled."""
-    try:
+    with contextlib.suppress(Exception):  # a malformed EXIF block: keep the stored orientation
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a malformed EXIF block: keep the stored orientation
-        pass
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         grey = np.asarray(img).astype(np.int64)
         if grey.size and (grey.min() < 0 or grey.max() > 65535):

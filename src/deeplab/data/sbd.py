@@ -6,8 +6,8 @@ SBD layout: ``root`` is benchmark_RELEASE/ or its dataset/ folder, holding img/*
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.io
@@ -60,8 +60,12 @@ class SBDSegmentation(_LabelsFromPngOrMat):
         self.split = split
         splits = ["train", "val"] if split == "trainval" else [split]
         names = sorted({n for s in splits for n in read_id_list(self.root / f"{s}.txt")})
-        super().__init__(names, [self.root / "img" / f"{n}.jpg" for n in names],
-                         [self.root / "cls" / f"{n}.mat" for n in names], transform)
+        super().__init__(
+            names,
+            [self.root / "img" / f"{n}.jpg" for n in names],
+            [self.root / "cls" / f"{n}.mat" for n in names],
+            transform,
+        )
 
 
 def train_aug_ids(voc_root: str | Path, sbd_root: str | Path) -> tuple[list[str], set[str]]:
@@ -92,6 +96,9 @@ class VOCAugSegmentation(_LabelsFromPngOrMat):
         for n in names:
             jpg = self.root / "JPEGImages" / f"{n}.jpg"
             images.append(jpg if jpg.is_file() else self.sbd_root / "img" / f"{n}.jpg")
-            labels.append(self.root / "SegmentationClass" / f"{n}.png" if n in voc_labelled
-                          else self.sbd_root / "cls" / f"{n}.mat")
+            labels.append(
+                self.root / "SegmentationClass" / f"{n}.png"
+                if n in voc_labelled
+                else self.sbd_root / "cls" / f"{n}.mat"
+            )
         super().__init__(names, images, labels, transform)

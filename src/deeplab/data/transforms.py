@@ -9,7 +9,7 @@ reproducible from (seed, epoch, index) -- see ``SeededDataset``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -44,8 +44,14 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
     return img, lab
 
 
-def pad_to(image: np.ndarray, label: np.ndarray, height: int, width: int, fill: Sequence[float],
-           ignore_index: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray]:
+def pad_to(
+    image: np.ndarray,
+    label: np.ndarray,
+    height: int,
+    width: int,
+    fill: Sequence[float],
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad bottom/right to at least (height, width). image -> float32 filled with ``fill`` (RGB); label with ignore."""
     h, w = label.shape
     ph, pw = max(height, h), max(width, w)
@@ -75,8 +81,14 @@ class TrainTransform:
     flip: random horizontal flip with probability 1/2. preprocess: Caffe BGR mean convention.
     """
 
-    def __init__(self, crop_size: int = 321, scale_range: tuple[float, float] = (1.0, 1.0), flip: bool = True,
-                 preprocess: Preprocess = Preprocess(), ignore_index: int = IGNORE_INDEX):
+    def __init__(
+        self,
+        crop_size: int = 321,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+        flip: bool = True,
+        preprocess: Preprocess = Preprocess(),
+        ignore_index: int = IGNORE_INDEX,
+    ):
         if crop_size < 1:
             raise InputError(f"crop_size must be >= 1, got {crop_size}")
         lo, hi = scale_range
@@ -97,7 +109,7 @@ class TrainTransform:
         img, lab = pad_to(image, label, c, c, self.preprocess.fill_value(), self.ignore_index)
         y = int(rng.integers(0, img.shape[0] - c + 1))
         x = int(rng.integers(0, img.shape[1] - c + 1))
-        img, lab = img[y:y + c, x:x + c], lab[y:y + c, x:x + c]
+        img, lab = img[y : y + c, x : x + c], lab[y : y + c, x : x + c]
         if self.flip and rng.random() < 0.5:
             img, lab = img[:, ::-1], lab[:, ::-1]
         img, lab = np.ascontiguousarray(img), np.ascontiguousarray(lab)

@@ -6,16 +6,35 @@ or a folder holding VOC2012/ or VOCdevkit/VOC2012/.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deeplab.data.base import SegmentationDataset, read_id_list
 from deeplab.data.palette import voc_palette
 from deeplab.errors import InputError
 
 VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 
 
@@ -25,8 +44,10 @@ def find_voc_root(root: str | Path) -> Path:
     for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
         if (cand / "JPEGImages").is_dir() and (cand / "ImageSets" / "Segmentation").is_dir():
             return cand
-    raise InputError(f"{root}: not a PASCAL VOC 2012 folder (expected JPEGImages/ and ImageSets/Segmentation/ "
-                     "in it, in VOC2012/ or in VOCdevkit/VOC2012/)")
+    raise InputError(
+        f"{root}: not a PASCAL VOC 2012 folder (expected JPEGImages/ and ImageSets/Segmentation/ "
+        "in it, in VOC2012/ or in VOCdevkit/VOC2012/)"
+    )
 
 
 def voc_split_ids(root: str | Path, split: str) -> list[str]:
@@ -45,6 +66,9 @@ class VOCSegmentation(SegmentationDataset):
         self.root = find_voc_root(root)
         self.split = split
         names = voc_split_ids(self.root, split)
-        super().__init__(names, [self.root / "JPEGImages" / f"{n}.jpg" for n in names],
-                         [self.root / "SegmentationClass" / f"{n}.png" for n in names], transform)
-
+        super().__init__(
+            names,
+            [self.root / "JPEGImages" / f"{n}.jpg" for n in names],
+            [self.root / "SegmentationClass" / f"{n}.png" for n in names],
+            transform,
+        )

@@ -8,6 +8,7 @@ released Caffe prototxts), x0.1 every 2000 iterations, 6000 iterations, 321x321 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -145,10 +146,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is float:
         number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 number = float(value)
-            except ValueError:
-                pass
         if number is not None and math.isfinite(number):
             return float(number)
     elif hint is str:
@@ -181,8 +180,11 @@ def _validate(c: Config) -> None:
             raise InputError(f"{key}: {msg}, got {_get(c, key)!r}")
 
     need(c.model.width > 0, "model.width", "must be > 0")
-    need(c.data.crop_size >= 9 and c.data.crop_size % 8 == 1, "data.crop_size",
-         "must be 8k+1 (e.g. 321) so the stride-8 score map and the subsampled labels line up")
+    need(
+        c.data.crop_size >= 9 and c.data.crop_size % 8 == 1,
+        "data.crop_size",
+        "must be 8k+1 (e.g. 321) so the stride-8 score map and the subsampled labels line up",
+    )
     need(0 < c.data.scale_min <= c.data.scale_max, "data.scale_min", "must satisfy 0 < scale_min <= scale_max")
     need(c.data.workers >= 0, "data.workers", "must be >= 0")
     need(c.data.val_max_images >= 0, "data.val_max_images", "must be >= 0")
@@ -207,8 +209,11 @@ def _validate(c: Config) -> None:
     need(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     need(t.log_every >= 1, "train.log_every", "must be >= 1")
     need(t.val_every >= 0, "train.val_every", "must be >= 0")
-    need(t.val_every == 0 or c.data.val_split is not None or c.data.test_split is not None, "train.val_every",
-         "needs data.val_split or data.test_split to be set")
+    need(
+        t.val_every == 0 or c.data.val_split is not None or c.data.test_split is not None,
+        "train.val_every",
+        "needs data.val_split or data.test_split to be set",
+    )
     need(t.threads >= 0, "train.threads", "must be >= 0")
     need(t.device in DEVICES, "train.device", f"must be one of {DEVICES}")
 

@@ -13,8 +13,8 @@ import functools
 import multiprocessing as mp
 import signal
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -72,18 +72,32 @@ def _num(v: float) -> float | None:
 
 def _scores_json(conf: np.ndarray, classes: list[str]) -> dict:
     s = scores(conf)
-    return {"pixel_acc": _num(s["pixel_acc"]), "mean_acc": _num(s["mean_acc"]), "miou": _num(s["miou"]),
-            "iou": {c: _num(v) for c, v in zip(classes, s["iou"])},
-            "acc": {c: _num(v) for c, v in zip(classes, s["acc"])}}
+    return {
+        "pixel_acc": _num(s["pixel_acc"]),
+        "mean_acc": _num(s["mean_acc"]),
+        "miou": _num(s["miou"]),
+        "iou": {c: _num(v) for c, v in zip(classes, s["iou"], strict=True)},
+        "acc": {c: _num(v) for c, v in zip(classes, s["acc"], strict=True)},
+    }
 
 
-def image_stats(image: np.ndarray, probs: np.ndarray, gt: np.ndarray, num_classes: int, boundary: str = "void",
-                trimap_width: int = 0, crf_fn: CRFFn | None = None, crf_params=None) -> dict:
+def image_stats(
+    image: np.ndarray,
+    probs: np.ndarray,
+    gt: np.ndarray,
+    num_classes: int,
+    boundary: str = "void",
+    trimap_width: int = 0,
+    crf_fn: CRFFn | None = None,
+    crf_params=None,
+) -> dict:
     """Per-image statistics: conf (C, C); bands (W, C, C) if trimap_width > 0; the same with suffix _crf
     when crf_fn is given (applied to ``probs``: (C, H, W) float)."""
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3 or probs.shape[0] != num_classes or probs.shape[1:] != gt.shape:
-        raise InputError(f"model output has shape {probs.shape}; expected ({num_classes}, {gt.shape[0]}, {gt.shape[1]})")
+        raise InputError(
+            f"model output has shape {probs.shape}; expected ({num_classes}, {gt.shape[0]}, {gt.shape[1]})"
+        )
     preds = {"": probs.argmax(0)}
     if crf_fn is not None:
         preds["_crf"] = np.asarray(crf_fn(image, probs, crf_params)).argmax(0)
@@ -131,9 +145,19 @@ def default_crf_fn() -> CRFFn:
     return functools.partial(dense_crf, threads=1)
 
 
-def evaluate(dataset, probs_fn: ProbsFn, *, crf: bool = False, crf_params=None, crf_fn: CRFFn | None = None,
-             trimap_width: int = 0, limit: int | None = None, workers: int = 2,
-             progress: Callable[[int, int], None] | None = None, shard: tuple[int, int] = (0, 1)) -> EvalResult:
+def evaluate(
+    dataset,
+    probs_fn: ProbsFn,
+    *,
+    crf: bool = False,
+    crf_params=None,
+    crf_fn: CRFFn | None = None,
+    trimap_width: int = 0,
+    limit: int | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> EvalResult:
     """Score ``probs_fn`` over ``dataset`` (items: image (H, W, 3) uint8, label (H, W) uint8; 255 ignored).
 
     crf: also score the CRF-refined prediction (crf_fn defaults to deeplab.crf.dense_crf, crf_params to the

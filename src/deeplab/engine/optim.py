@@ -10,8 +10,9 @@ from deeplab.engine.config import TrainConfig
 from deeplab.errors import InputError
 
 
-def param_groups(model: nn.Module, weight_decay: float, classifier_lr_mult: float,
-                 bias_lr_mult: float = 1.0) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, classifier_lr_mult: float, bias_lr_mult: float = 1.0
+) -> list[dict]:
     """Split the trainable parameters into SGD groups, each carrying ``lr_mult``.
 
     As the released Caffe prototxts: a convolution's weight learns at its layer's rate (x1, or
@@ -29,9 +30,14 @@ def param_groups(model: nn.Module, weight_decay: float, classifier_lr_mult: floa
     out = []
     for (is_cls, kind), params in sorted(groups.items()):
         mult = classifier_lr_mult if is_cls else 1.0
-        out.append({"params": params, "lr_mult": mult * (bias_lr_mult if kind == "bias" else 1.0),
-                    "weight_decay": weight_decay if kind == "weight" else 0.0,
-                    "name": ("classifier" if is_cls else "backbone") + ("" if kind == "weight" else f"_{kind}")})
+        out.append(
+            {
+                "params": params,
+                "lr_mult": mult * (bias_lr_mult if kind == "bias" else 1.0),
+                "weight_decay": weight_decay if kind == "weight" else 0.0,
+                "name": ("classifier" if is_cls else "backbone") + ("" if kind == "weight" else f"_{kind}"),
+            }
+        )
     return out
 
 
@@ -68,8 +74,11 @@ def freeze(model: nn.Module, prefixes: list[str]) -> list[str]:
 def frozen_norms(model: nn.Module) -> list[nn.Module]:
     """Batch-norm layers whose parameters are all frozen: the trainer keeps them in eval mode, so their
     running statistics stay those of the trained model."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and not any(p.requires_grad for p in m.parameters())]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters())
+    ]
 
 
 def lr_at(iteration: int, cfg: TrainConfig) -> float:

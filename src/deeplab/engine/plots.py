@@ -75,7 +75,9 @@ def plot_curves(records: list[dict], png_path: str | os.PathLike) -> Path:
     axes[0].plot(its, losses, lw=0.8, alpha=0.5, label="loss")
     k = max(1, len(losses) // 20)
     if len(losses) > k:
-        smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1]) for i in range(len(losses))
+        ]
         axes[0].plot(its, smooth, lw=1.5, label=f"mean of {k}")
     axes[0].set(xlabel="iteration", ylabel="cross-entropy", title="training loss")
     axes[0].legend()
@@ -85,13 +87,14 @@ def plot_curves(records: list[dict], png_path: str | os.PathLike) -> Path:
         for split in ("val", "test"):
             pts = [(r["iteration"], r[f"{split}_miou"]) for r in scored if f"{split}_miou" in r]
             if pts:
-                axes[2].plot(*zip(*pts), marker="o", ms=3, label=split)
+                axes[2].plot(*zip(*pts, strict=True), marker="o", ms=3, label=split)
         axes[2].set(xlabel="iteration", ylabel="mIoU", title="mIoU (no CRF)")
         axes[2].legend()
         timed = [(r["iteration"], r["hours"]) for r in records if "hours" in r]
         if len(timed) > 1 and timed[-1][1] > timed[0][1]:
             it_h, h = np.array(timed, dtype=float).T
-            top = axes[2].secondary_xaxis("top", functions=(lambda x: np.interp(x, it_h, h),
-                                                            lambda y: np.interp(y, h, it_h)))
+            top = axes[2].secondary_xaxis(
+                "top", functions=(lambda x: np.interp(x, it_h, h), lambda y: np.interp(y, h, it_h))
+            )
             top.set_xlabel("training hours")
     return save_figure(fig, png_path)

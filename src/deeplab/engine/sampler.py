@@ -35,7 +35,7 @@ class ResumableSampler(DistributedSampler):
         self.start = pos.consumed
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
+        return iter(list(super().__iter__())[self.start :])
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.start)

@@ -51,11 +51,18 @@ def find_images(inputs: list[str], recursive: bool = False) -> tuple[list[tuple[
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files = sorted(
+                p
+                for p in path.glob(pattern)
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not files:
-                errors.append(f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                              + ("" if recursive else "; --recursive searches subfolders"))
+                errors.append(
+                    f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                    + ("" if recursive else "; --recursive searches subfolders")
+                )
             found += [(f, f.relative_to(path)) for f in files]
         elif path.is_file():
             found.append((path, Path(path.name)))
@@ -72,9 +79,12 @@ def plan_jobs(found: list[tuple[Path, Path]], out: Path, overlay: bool, save_pro
     jobs, seen = [], {}
     for source, rel in found:
         stem = out / rel.with_suffix("")
-        job = Job(source, stem.with_name(stem.name + ".png"),
-                  stem.with_name(stem.name + "_overlay.jpg") if overlay else None,
-                  stem.with_name(f"{stem.name}_probs.{save_probs}") if save_probs else None)
+        job = Job(
+            source,
+            stem.with_name(stem.name + ".png"),
+            stem.with_name(stem.name + "_overlay.jpg") if overlay else None,
+            stem.with_name(f"{stem.name}_probs.{save_probs}") if save_probs else None,
+        )
         if job.mask in seen:
             raise InputError(f"{seen[job.mask]} and {source} would both be written as {job.mask}")
         seen[job.mask] = source
@@ -83,8 +93,15 @@ def plan_jobs(found: list[tuple[Path, Path]], out: Path, overlay: bool, save_pro
     return jobs
 
 
-def finish(job: Job, image: np.ndarray, probs: np.ndarray, full_size: tuple[int, int], crf_fn: Callable | None,
-           palette: np.ndarray | None, classes: list[str]) -> dict:
+def finish(
+    job: Job,
+    image: np.ndarray,
+    probs: np.ndarray,
+    full_size: tuple[int, int],
+    crf_fn: Callable | None,
+    palette: np.ndarray | None,
+    classes: list[str],
+) -> dict:
     """CRF (on the working size), labels at full size, atomic writes. image: (h, w, 3) at the working size;
     probs (C, h, w) float32. Returns the image's summary record."""
     from PIL import Image
@@ -109,9 +126,14 @@ def finish(job: Job, image: np.ndarray, probs: np.ndarray, full_size: tuple[int,
             atomic_write(job.probs, lambda f: np.savez_compressed(f, probs=half))
     counts = np.bincount(labels.ravel(), minlength=len(classes) or int(labels.max()) + 1)
     names = classes or [str(i) for i in range(len(counts))]
-    return {"input": str(job.source), "mask": str(job.mask), "size": [full_size[1], full_size[0]],
-            "processed_size": [image.shape[1], image.shape[0]], "crf_seconds": round(crf_s, 4),
-            "class_fractions": {names[i]: round(float(c) / labels.size, 6) for i, c in enumerate(counts) if c}}
+    return {
+        "input": str(job.source),
+        "mask": str(job.mask),
+        "size": [full_size[1], full_size[0]],
+        "processed_size": [image.shape[1], image.shape[0]],
+        "crf_seconds": round(crf_s, 4),
+        "class_fractions": {names[i]: round(float(c) / labels.size, 6) for i, c in enumerate(counts) if c},
+    }
 
 
 def _finish_star(args: tuple) -> dict:
@@ -154,9 +176,18 @@ class SegmentResult:
     seconds: float
 
 
-def run(jobs: list[Job], probs_fn: Callable[[list[np.ndarray]], list[np.ndarray]], *, crf_fn: Callable | None,
-        palette: np.ndarray | None, classes: list[str], max_size: int = 0, batch_size: int = 1, workers: int = 1,
-        progress: Callable[[int], None] | None = None) -> SegmentResult:
+def run(
+    jobs: list[Job],
+    probs_fn: Callable[[list[np.ndarray]], list[np.ndarray]],
+    *,
+    crf_fn: Callable | None,
+    palette: np.ndarray | None,
+    classes: list[str],
+    max_size: int = 0,
+    batch_size: int = 1,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> SegmentResult:
     """Segment every job. probs_fn: same-size images -> (C, h, w) float32 probabilities each. Read errors are
     recorded (the other images still go through); write errors raise InputError."""
     from deeplab.engine.evaluate import worker_pool
@@ -215,7 +246,13 @@ def run(jobs: list[Job], probs_fn: Callable[[list[np.ndarray]], list[np.ndarray]
 def write_summary(path: Path, result: SegmentResult, meta: dict) -> Path:
     """The run's summary JSON (atomic): meta, per-image records, failures, totals."""
     n = len(result.records)
-    summary = {**meta, "images": n, "failed": result.failed, "resized": result.resized,
-               "seconds": round(result.seconds, 3), "images_per_second": round(n / result.seconds, 3) if n else 0.0,
-               "records": result.records}
+    summary = {
+        **meta,
+        "images": n,
+        "failed": result.failed,
+        "resized": result.resized,
+        "seconds": round(result.seconds, 3),
+        "images_per_second": round(n / result.seconds, 3) if n else 0.0,
+        "records": result.records,
+    }
     return atomic_write(path, lambda f: f.write(json.dumps(summary, indent=1)), mode="w")

@@ -22,14 +22,32 @@ from deeplab.models.checkpoint import TRAIN_STATE_FORMAT as FORMAT
 VERSION = 1
 
 
-def save_state(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict, iteration: int,
-               position: Position, config: dict, meta: dict | None = None, train_seconds: float = 0.0) -> Path:
+def save_state(
+    path: str | os.PathLike,
+    *,
+    model_state: dict,
+    optimizer_state: dict,
+    iteration: int,
+    position: Position,
+    config: dict,
+    meta: dict | None = None,
+    train_seconds: float = 0.0,
+) -> Path:
     """Write a checkpoint atomically (a kill mid-write leaves the previous one intact)."""
-    return atomic_torch_save({
-        "format": FORMAT, "version": VERSION, "iteration": iteration,
-        "position": asdict(position), "config": config, "meta": meta or {}, "train_seconds": float(train_seconds),
-        "model": model_state, "optimizer": optimizer_state,
-    }, path)
+    return atomic_torch_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "iteration": iteration,
+            "position": asdict(position),
+            "config": config,
+            "meta": meta or {},
+            "train_seconds": float(train_seconds),
+            "model": model_state,
+            "optimizer": optimizer_state,
+        },
+        path,
+    )
 
 
 def load_state(path: str | os.PathLike) -> dict:

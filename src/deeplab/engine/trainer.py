@@ -16,9 +16,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,10 +39,20 @@ from deeplab.outputs import check_output_dir
 from deeplab.preprocess import Preprocess
 
 # Keys that may differ between a checkpoint's config and the config a run is resumed with.
-RESUMABLE_CHANGES = frozenset({
-    "train.iterations", "train.checkpoint_every", "train.log_every", "train.val_every", "train.threads",
-    "train.device", "data.root", "data.workers", "data.val_split", "data.val_max_images",
-})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "train.iterations",
+        "train.checkpoint_every",
+        "train.log_every",
+        "train.val_every",
+        "train.threads",
+        "train.device",
+        "data.root",
+        "data.workers",
+        "data.val_split",
+        "data.val_max_images",
+    }
+)
 STRIDE = 8
 
 
@@ -71,7 +81,7 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -87,8 +97,9 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0])
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, normalizer: float,
-                      weight: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, normalizer: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Summed (class-weighted) pixel cross-entropy / normalizer.
 
     logits: (B, C, h, w) stride-8 scores; target: (B, h, w) int64, 255 = ignored: the labels subsampled to the
@@ -102,8 +113,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, normalizer: fl
 
         logits = upsample_logits(logits, target.shape[-2:])
     if logits.shape[-2:] != target.shape[-2:]:
-        raise InputError(f"score map {tuple(logits.shape[-2:])} and subsampled labels {tuple(target.shape[-2:])} "
-                         "differ: use a crop size 8k+1 (e.g. 321)")
+        raise InputError(
+            f"score map {tuple(logits.shape[-2:])} and subsampled labels {tuple(target.shape[-2:])} "
+            "differ: use a crop size 8k+1 (e.g. 321)"
+        )
     total = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / max(normalizer, 1e-12)
 
@@ -123,16 +136,24 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def micro_batches(dataset, sampler: ResumableSampler, pos: Position, micro: int, workers: int,
-                  stride: int = STRIDE) -> Iterator:
+def micro_batches(
+    dataset, sampler: ResumableSampler, pos: Position, micro: int, workers: int, stride: int = STRIDE
+) -> Iterator:
     """Endless stream of (input (B, 3, c, c), target (B, h, w)) micro-batches, labels subsampled by ``stride``
     (1: full resolution); advances ``pos`` as it yields."""
     while True:
         sampler.set_position(pos)
         dataset.set_epoch(pos.epoch)
         # Own generator: creating the loader must not draw from the global RNG, which seeds dropout.
-        loader = DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=workers, drop_last=True,
-                            generator=torch.Generator().manual_seed(pos.epoch), worker_init_fn=_ignore_sigint)
+        loader = DataLoader(
+            dataset,
+            batch_size=micro,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(pos.epoch),
+            worker_init_fn=_ignore_sigint,
+        )
         for x, y in loader:
             pos.consumed += len(x)
             yield x, subsample_labels(y, stride)
@@ -163,8 +184,11 @@ def _start(model: torch.nn.Module, cfg: Config) -> Preprocess:
     from deeplab.models.warm_start import init_weights
 
     preprocess, fresh = init_weights(model, cfg.model.init, seed=cfg.train.seed)
-    print(f"model.init: {cfg.model.init}; {len(fresh)} tensors start fresh ({', '.join(fresh[:6])}"
-          f"{', ...' if len(fresh) > 6 else ''})", flush=True)
+    print(
+        f"model.init: {cfg.model.init}; {len(fresh)} tensors start fresh ({', '.join(fresh[:6])}"
+        f"{', ...' if len(fresh) > 6 else ''})",
+        flush=True,
+    )
     return preprocess
 
 
@@ -193,8 +217,10 @@ def run_folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise InputError(f"--out {out}: another training (pid {owner}) is writing into this folder; "
-                             "wait for it to finish or choose another --out") from None
+            raise InputError(
+                f"--out {out}: another training (pid {owner}) is writing into this folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         clean_temp_files(out)
@@ -221,8 +247,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     if t.threads:
         torch.set_num_threads(t.threads)
     if t.batch_size % (env.world_size * t.micro_batch):
-        raise InputError(f"train.batch_size={t.batch_size} must be a multiple of processes ({env.world_size}) "
-                         f"x train.micro_batch ({t.micro_batch})")
+        raise InputError(
+            f"train.batch_size={t.batch_size} must be a multiple of processes ({env.world_size}) "
+            f"x train.micro_batch ({t.micro_batch})"
+        )
     accum = t.batch_size // (env.world_size * t.micro_batch)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
 
@@ -233,8 +261,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
         state = load_state(ckpt_path)
         bad = [k for k in _config_changes(state["config"], cfg.to_dict()) if k not in RESUMABLE_CHANGES]
         if bad:
-            raise InputError(f"--resume: config differs from the checkpoint's in {', '.join(bad)} "
-                             f"(see {out / 'config.yaml'})")
+            raise InputError(
+                f"--resume: config differs from the checkpoint's in {', '.join(bad)} (see {out / 'config.yaml'})"
+            )
         model.load_state_dict(state["model"])
         preprocess = _resumed_preprocess(state, cfg)
         start, pos = state["iteration"], state["position"]
@@ -254,17 +283,28 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     optimizer = build_optimizer(model, t)
     if resume:
         optimizer.load_state_dict(state["optimizer"])
-    net = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[env.device.index] if env.device.type == "cuda" else None) if env.distributed else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+        if env.distributed
+        else model
+    )
 
     sampler = ResumableSampler(dataset, env.world_size, env.rank, t.seed)
     if sampler.num_samples < t.micro_batch:
-        raise InputError(f"data.split {cfg.data.split!r} has {len(dataset)} samples: too few for "
-                         f"{env.world_size} process(es) x train.micro_batch={t.micro_batch}")
-    stream = micro_batches(dataset, sampler, pos, t.micro_batch, cfg.data.workers,
-                           STRIDE if t.loss_resolution == "score_map" else 1)
-    meta = {"classes": list(raw.classes), "palette": np.asarray(raw.palette).tolist(),
-            "preprocess": preprocess.to_dict()}
+        raise InputError(
+            f"data.split {cfg.data.split!r} has {len(dataset)} samples: too few for "
+            f"{env.world_size} process(es) x train.micro_batch={t.micro_batch}"
+        )
+    stream = micro_batches(
+        dataset, sampler, pos, t.micro_batch, cfg.data.workers, STRIDE if t.loss_resolution == "score_map" else 1
+    )
+    meta = {
+        "classes": list(raw.classes),
+        "palette": np.asarray(raw.palette).tolist(),
+        "preprocess": preprocess.to_dict(),
+    }
 
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -273,9 +313,16 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
 
     def checkpoint(iteration: int) -> None:
         if env.is_main:
-            save_state(ckpt_path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-                       iteration=iteration, position=Position(pos.epoch, pos.consumed), config=cfg.to_dict(),
-                       meta=meta, train_seconds=elapsed)
+            save_state(
+                ckpt_path,
+                model_state=model.state_dict(),
+                optimizer_state=optimizer.state_dict(),
+                iteration=iteration,
+                position=Position(pos.epoch, pos.consumed),
+                config=cfg.to_dict(),
+                meta=meta,
+                train_seconds=elapsed,
+            )
             plot_curves(read_log(log_path), out / "curves.png")
 
     bar = None
@@ -306,8 +353,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
                     loss.backward()
                 loss_sum += loss.item()
             if D.any_rank(not math.isfinite(loss_sum), env):
-                raise InputError(f"training diverged: loss is {loss_sum} at iteration {it}; lower train.lr "
-                                 f"(now {t.lr}); the last good state is {ckpt_path}")
+                raise InputError(
+                    f"training diverged: loss is {loss_sum} at iteration {it}; lower train.lr "
+                    f"(now {t.lr}); the last good state is {ckpt_path}"
+                )
             optimizer.step()
             window_time += time.perf_counter() - tic
             elapsed += time.perf_counter() - tic
@@ -316,17 +365,25 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
             window_its += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{base_lr:.2g}",
-                                img_s=f"{window_its * t.batch_size / window_time:.2f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum:.3f}", lr=f"{base_lr:.2g}", img_s=f"{window_its * t.batch_size / window_time:.2f}"
+                )
             if it % t.log_every == 0 or it == t.iterations:
-                record = {"iteration": it, "loss": D.mean_over_ranks(window_loss / window_its, env), "lr": base_lr,
-                          "img_per_s": window_its * t.batch_size / window_time, "hours": elapsed / 3600}
+                record = {
+                    "iteration": it,
+                    "loss": D.mean_over_ranks(window_loss / window_its, env),
+                    "lr": base_lr,
+                    "img_per_s": window_its * t.batch_size / window_time,
+                    "hours": elapsed / 3600,
+                }
                 if env.is_main:
                     append_log(log_path, record)
                 window_loss, window_its, window_time = 0.0, 0, 0.0
             if t.val_every and it % t.val_every == 0:
                 if env.is_main:
-                    append_log(log_path, {"iteration": it, **_validate(model, cfg, preprocess), "hours": elapsed / 3600})
+                    append_log(
+                        log_path, {"iteration": it, **_validate(model, cfg, preprocess), "hours": elapsed / 3600}
+                    )
                 D.barrier(env)
             stopping = D.any_rank(stop.signum is not None, env)
             if stopping or it % t.checkpoint_every == 0 or it == t.iterations:
@@ -344,10 +401,19 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     if env.is_main:
         from deeplab.models import save_model
 
-        model_path = save_model(out / "model.pt", model, classes=raw.classes, palette=raw.palette,
-                                preprocess=preprocess, crf=None,
-                                extra={"config": cfg.to_dict(), "iterations": it,
-                                       "class_weights": None if weight is None else weight.tolist()})
+        model_path = save_model(
+            out / "model.pt",
+            model,
+            classes=raw.classes,
+            palette=raw.palette,
+            preprocess=preprocess,
+            crf=None,
+            extra={
+                "config": cfg.to_dict(),
+                "iterations": it,
+                "class_weights": None if weight is None else weight.tolist(),
+            },
+        )
     return TrainResult(it, ckpt_path, model, model_path)
 
 
@@ -370,7 +436,10 @@ def _validate(model: torch.nn.Module, cfg: Config, preprocess: Preprocess) -> di
     from deeplab.metrics import scores
 
     out = {}
-    for prefix, split, limit in (("val", cfg.data.val_split, cfg.data.val_max_images), ("test", cfg.data.test_split, 0)):
+    for prefix, split, limit in (
+        ("val", cfg.data.val_split, cfg.data.val_max_images),
+        ("test", cfg.data.test_split, 0),
+    ):
         if split is not None:
             data = build_dataset(cfg.data.dataset, cfg.data.root, split)
             result = evaluate(data, model_probs_fn(model, preprocess, backend="eager"), limit=limit or None, workers=0)

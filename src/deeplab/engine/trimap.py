@@ -40,8 +40,9 @@ def boundary_distance(gt: np.ndarray, mode: str = "void", ignore_index: int = 25
     return ndimage.distance_transform_cdt(~edge, metric="chessboard").astype(np.int32)
 
 
-def band_confusions(pred: np.ndarray, gt: np.ndarray, distance: np.ndarray, num_classes: int, max_width: int,
-                    ignore_index: int = 255) -> np.ndarray:
+def band_confusions(
+    pred: np.ndarray, gt: np.ndarray, distance: np.ndarray, num_classes: int, max_width: int, ignore_index: int = 255
+) -> np.ndarray:
     """Confusion matrices inside bands of width 1..max_width. Returns (max_width, C, C) int64; [w-1] = width w."""
     keep = (gt != ignore_index) & (distance <= max_width)
     d = np.maximum(distance[keep], 1).astype(np.int64) - 1  # width-1 band already holds distance-0 pixels
@@ -70,7 +71,7 @@ def plot_trimap(trimap: dict, path: str | os.PathLike, title: str | None = None)
     widths = trimap["widths"]
     methods = [k for k in trimap if k != "widths"]
     fig, axes = figure(10, 4, 2)
-    for ax, key, label in zip(axes, ("pixel_acc", "miou"), ("pixel accuracy (%)", "mean IOU (%)")):
+    for ax, key, label in zip(axes, ("pixel_acc", "miou"), ("pixel accuracy (%)", "mean IOU (%)"), strict=True):
         for m in methods:
             values = [100 * v if v is not None else np.nan for v in trimap[m][key]]
             ax.plot(widths, values, marker="o", markersize=3, label={"dcnn": "DCNN", "crf": "DCNN+CRF"}.get(m, m))

@@ -49,9 +49,9 @@ if TYPE_CHECKING:
         get_model,
         list_builders,
     )
-    from deeplab.models.inference import segment
     from deeplab.models.checkpoint import LoadedModel, load_model, save_model
     from deeplab.models.deeplab import DeepLab, aligned_size, build_model, upsample_logits
+    from deeplab.models.inference import segment
     from deeplab.models.predict import predict, predict_batch
     from deeplab.models.variants import list_models
     from deeplab.models.vgg import output_size

@@ -49,13 +49,19 @@ def _runner(method: str, model: DeepLab, x: torch.Tensor, threads: int, workdir:
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def bench_forward(model: DeepLab, size: int = 513, methods: tuple[str, ...] = METHODS, repeats: int = 5,
-                  threads: int = 2, x: torch.Tensor | None = None) -> list[BenchResult]:
+def bench_forward(
+    model: DeepLab,
+    size: int = 513,
+    methods: tuple[str, ...] = METHODS,
+    repeats: int = 5,
+    threads: int = 2,
+    x: torch.Tensor | None = None,
+) -> list[BenchResult]:
     """Time model forwards on a (1, 3, size, size) input (x, or random) with each method; eager first."""
     torch.set_num_threads(threads)
     model = model.eval()
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)) if x is None else x
-    methods = ("eager",) + tuple(m for m in methods if m != "eager")
+    methods = ("eager", *(m for m in methods if m != "eager"))
     with torch.inference_mode():
         ref = model(x)
     runners, setup, diff = {}, {}, {}
@@ -88,8 +94,12 @@ def markdown_table(results: list[BenchResult], title: str = "") -> str:
     """Results as a markdown table with speed ratios to eager (higher = faster)."""
     eager = next(r.median_s for r in results if r.method == "eager")
     lines = [title] if title else []
-    lines += ["| method | median forward (s) | speed vs eager | setup (s) | max abs logit diff |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        "| method | median forward (s) | speed vs eager | setup (s) | max abs logit diff |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r.method} | {r.median_s:.3f} | {eager / r.median_s:.2f}x | {r.setup_s:.1f} | {r.max_abs_diff:.1e} |")
+        lines.append(
+            f"| {r.method} | {r.median_s:.3f} | {eager / r.median_s:.2f}x | {r.setup_s:.1f} | {r.max_abs_diff:.1e} |"
+        )
     return "\n".join(lines)

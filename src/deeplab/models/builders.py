@@ -25,11 +25,19 @@ from deeplab.preprocess import Preprocess
 WEIGHTS = {"camvid": "default"}  # name -> load_model argument
 
 
-def _build(arch: str, num_classes: int | None = None, weights: str | os.PathLike | None = None, *,
-           width: float | None = None, batch_norm: bool | None = None, device=None) -> DeepLab:
+def _build(
+    arch: str,
+    num_classes: int | None = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    width: float | None = None,
+    batch_norm: bool | None = None,
+    device=None,
+) -> DeepLab:
     if weights is None:
-        model = build_model(arch, 21 if num_classes is None else num_classes, 1.0 if width is None else width,
-                            bool(batch_norm))
+        model = build_model(
+            arch, 21 if num_classes is None else num_classes, 1.0 if width is None else width, bool(batch_norm)
+        )
         model.preprocess = Preprocess()
         return model.to(device) if device is not None else model
     loaded = load_model(WEIGHTS.get(str(weights), weights), device=device)
@@ -43,15 +51,20 @@ def _build(arch: str, num_classes: int | None = None, weights: str | os.PathLike
 
 def _builder(arch: str) -> Callable[..., DeepLab]:
     fn = partial(_build, arch)
-    fn.__doc__ = f"The paper's {arch} (see deeplab.models.builders): ``(num_classes=None, weights=None, *, width=None, " \
-                 "batch_norm=None, device=None)``."
+    fn.__doc__ = (
+        f"The paper's {arch} (see deeplab.models.builders): ``(num_classes=None, weights=None, *, width=None, "
+        "batch_norm=None, device=None)``."
+    )
     return fn
 
 
 def builder_name(arch: str) -> str:
-    """Python name of an architecture's builder: deeplab -> deeplab_vgg16, deeplab-largefov-msc -> deeplab_largefov_msc."""
-    return arch.replace("deeplab", "deeplab_vgg16", 1).replace("-", "_") if arch in ("deeplab", "deeplab-msc") \
+    """Python name of an architecture's builder: deeplab -> deeplab_vgg16, deeplab-4x4-msc -> deeplab_4x4_msc."""
+    return (
+        arch.replace("deeplab", "deeplab_vgg16", 1).replace("-", "_")
+        if arch in ("deeplab", "deeplab-msc")
         else arch.replace("-", "_")
+    )
 
 
 BUILDERS: dict[str, Callable[..., DeepLab]] = {builder_name(a): _builder(a) for a in list_models()}

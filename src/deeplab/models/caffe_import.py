@@ -18,8 +18,8 @@ import torch
 from deeplab.errors import InputError
 from deeplab.models.caffe_proto import Blob, Layer, Net, read_caffemodel
 from deeplab.models.deeplab import DeepLab, build_model
-from deeplab.models.variants import MSC_SUFFIX
 from deeplab.models.msc import MSC_TAPS
+from deeplab.models.variants import MSC_SUFFIX
 from deeplab.models.vgg import CONV_NAMES
 
 DEFAULT_FC8 = "fc8_voc12"
@@ -62,7 +62,7 @@ def inspect_net(net: Net, source: str = "caffemodel") -> tuple[dict[str, Layer],
         raise InputError(f"{source}: expected one classifier layer named fc8*, found {fc8 or 'none'}")
     score = [n for n in params if n.startswith("pool4_ms")]
     msc = bool(score)
-    suffix = score[0][len("pool4_ms"):] if msc else ""
+    suffix = score[0][len("pool4_ms") :] if msc else ""
     first = params[fc8[0]]
     return params, CaffeNaming(fc8[0], suffix, first.v1, first.blobs[0].legacy), msc
 
@@ -71,8 +71,9 @@ def net_to_model(net: Net, arch: str, source: str = "caffemodel") -> tuple[DeepL
     """Build `arch` (num_classes and width read from the blobs) holding the caffemodel's weights."""
     params, naming, has_msc = inspect_net(net, source)
     if has_msc != arch.endswith(MSC_SUFFIX):
-        raise InputError(f"{source}: the net {'has' if has_msc else 'has no'} MSc branches (pool4_ms...) "
-                         f"but --arch is {arch}")
+        raise InputError(
+            f"{source}: the net {'has' if has_msc else 'has no'} MSc branches (pool4_ms...) but --arch is {arch}"
+        )
     if "conv1_1" not in params:
         raise InputError(f"{source}: no conv1_1 layer with weights")
     num_classes = int(_strip_ones(params[naming.fc8].blobs[0].data.shape)[0])
@@ -82,18 +83,21 @@ def net_to_model(net: Net, arch: str, source: str = "caffemodel") -> tuple[DeepL
     unknown = sorted(set(params) - set(mapping))
     missing = [n for n in mapping if n not in params]
     if unknown or missing:
-        raise InputError(f"{source}: layers do not match {arch}: missing {missing or 'none'}, "
-                         f"unexpected {unknown or 'none'}")
+        raise InputError(
+            f"{source}: layers do not match {arch}: missing {missing or 'none'}, unexpected {unknown or 'none'}"
+        )
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name, path in mapping.items():
             layer, module = params[name], modules[path]
             if len(layer.blobs) != 2:
                 raise InputError(f"{source}: layer {name} has {len(layer.blobs)} blobs, expected weight and bias")
-            for blob, p in zip(layer.blobs, (module.weight, module.bias)):
+            for blob, p in zip(layer.blobs, (module.weight, module.bias), strict=True):
                 if _strip_ones(blob.data.shape) != _strip_ones(p.shape):
-                    raise InputError(f"{source}: layer {name} blob of shape {blob.data.shape} does not fit {arch} "
-                                     f"(needs {tuple(p.shape)}; wrong --arch?)")
+                    raise InputError(
+                        f"{source}: layer {name} blob of shape {blob.data.shape} does not fit {arch} "
+                        f"(needs {tuple(p.shape)}; wrong --arch?)"
+                    )
                 p.copy_(torch.from_numpy(np.ascontiguousarray(blob.data, dtype=np.float32)).view(p.shape))
     return model.eval(), naming
 

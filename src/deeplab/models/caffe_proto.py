@@ -23,8 +23,19 @@ VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 # V1LayerParameter.LayerType values of caffe.proto for the layer kinds that occur in DeepLab nets.
 V1_LAYER_TYPES: dict[int, str] = {
-    3: "Concat", 4: "Convolution", 5: "Data", 6: "Dropout", 12: "ImageData", 14: "InnerProduct", 15: "LRN",
-    17: "Pooling", 18: "ReLU", 20: "Softmax", 21: "SoftmaxWithLoss", 22: "Split", 25: "Eltwise",
+    3: "Concat",
+    4: "Convolution",
+    5: "Data",
+    6: "Dropout",
+    12: "ImageData",
+    14: "InnerProduct",
+    15: "LRN",
+    17: "Pooling",
+    18: "ReLU",
+    20: "Softmax",
+    21: "SoftmaxWithLoss",
+    22: "Split",
+    25: "Eltwise",
     39: "Deconvolution",
 }
 V1_TYPE_IDS: dict[str, int] = {v: k for k, v in V1_LAYER_TYPES.items()}
@@ -66,15 +77,15 @@ def iter_fields(buf: memoryview):
             size, pos = read_varint(buf, pos)
             if pos + size > n:
                 raise ProtoError(f"field {num}: length {size} runs past the end of the message")
-            value, pos = buf[pos:pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size
         elif wt == I64:
             if pos + 8 > n:
                 raise ProtoError("truncated 64-bit field")
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
+            value, pos = int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
         elif wt == I32:
             if pos + 4 > n:
                 raise ProtoError("truncated 32-bit field")
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
+            value, pos = int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
         else:
             raise ProtoError(f"unsupported wire type {wt} (field {num})")
         yield num, wt, value

@@ -37,8 +37,16 @@ class LoadedModel:
         return self.model.predict(images, **kwargs)
 
 
-def save_model(path: str | os.PathLike, model: DeepLab, *, classes: list[str], palette: np.ndarray | list,
-               preprocess: Preprocess, crf: dict | None = None, extra: dict | None = None) -> Path:
+def save_model(
+    path: str | os.PathLike,
+    model: DeepLab,
+    *,
+    classes: list[str],
+    palette: np.ndarray | list,
+    preprocess: Preprocess,
+    crf: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write a self-describing checkpoint atomically. Returns the path."""
     if not isinstance(model, DeepLab):
         raise InputError(f"save_model: expected a DeepLab model, got {type(model).__name__}")
@@ -99,12 +107,20 @@ def _from_train_state(state: dict, path: Path) -> dict:
         from deeplab.models.torchvision_init import torchvision_preprocess
 
         pre = (torchvision_preprocess() if cfg.get("init") else Preprocess()).to_dict()
-    return {"format": FORMAT, "version": VERSION, "arch": cfg["arch"], "num_classes": num_classes,
-            "width": cfg["width"], "batch_norm": cfg["batch_norm"],
-            "classes": meta.get("classes") or [f"class{i}" for i in range(num_classes)],
-            "palette": meta.get("palette") or [], "preprocess": pre, "crf": meta.get("crf"),
-            "extra": {"config": state["config"], "iterations": state.get("iteration"), "train_state": str(path)},
-            "state_dict": weights}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": cfg["arch"],
+        "num_classes": num_classes,
+        "width": cfg["width"],
+        "batch_norm": cfg["batch_norm"],
+        "classes": meta.get("classes") or [f"class{i}" for i in range(num_classes)],
+        "palette": meta.get("palette") or [],
+        "preprocess": pre,
+        "crf": meta.get("crf"),
+        "extra": {"config": state["config"], "iterations": state.get("iteration"), "train_state": str(path)},
+        "state_dict": weights,
+    }
 
 
 def load_model(path: str | os.PathLike = "default", device: str | torch.device | None = None) -> LoadedModel:

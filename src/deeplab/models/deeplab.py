@@ -47,7 +47,8 @@ class DeepLab(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming (fan_out, ReLU) convs, BN = identity, fc8 ~ N(0, 0.01^2), MSc score convs ~ N(0, 0.001^2), biases 0."""
+        """Kaiming (fan_out, ReLU) convs, BN = identity, fc8 ~ N(0, 0.01^2), MSc score convs ~ N(0, 0.001^2),
+        biases 0."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -115,8 +116,10 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     """
     h, w = logits.shape[-2:]
     H, W = int(size[0]), int(size[1])
-    if H > 8 * h - 7 or W > 8 * w - 7:
-        raise InputError(f"upsample_logits: a {h}x{w} score map covers at most {8 * h - 7}x{8 * w - 7} pixels, asked {H}x{W}")
+    if 8 * h - 7 < H or 8 * w - 7 < W:
+        raise InputError(
+            f"upsample_logits: a {h}x{w} score map covers at most {8 * h - 7}x{8 * w - 7} pixels, asked {H}x{W}"
+        )
     up = F.interpolate(logits, size=(8 * h - 7, 8 * w - 7), mode="bilinear", align_corners=True)
     return up[..., :H, :W]
 
@@ -126,4 +129,4 @@ def aligned_size(n: int) -> int:
     return 8 * (output_size(n) - 1) + 1
 
 
-__all__ = ["DeepLab", "build_model", "list_models", "upsample_logits", "aligned_size", "output_size"]
+__all__ = ["DeepLab", "aligned_size", "build_model", "list_models", "output_size", "upsample_logits"]

@@ -29,8 +29,10 @@ def _hwc_uint8(image: Any, name: str) -> np.ndarray:
         t = image.detach().cpu()
         if t.is_floating_point():
             if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
-                raise InputError(f"{name}: float tensors must hold [0, 1] values (torchvision's convention), got "
-                                 f"[{float(t.min()):.3g}, {float(t.max()):.3g}]; pass uint8 for 0-255")
+                raise InputError(
+                    f"{name}: float tensors must hold [0, 1] values (torchvision's convention), got "
+                    f"[{float(t.min()):.3g}, {float(t.max()):.3g}]; pass uint8 for 0-255"
+                )
             t = (t * 255).round()
         elif t.dtype != torch.uint8:
             raise InputError(f"{name}: tensor dtype {t.dtype}; use uint8 (0-255) or float (0-1)")
@@ -67,8 +69,9 @@ def resolve_model(model: Any, device: str | torch.device | None = None):
     if isinstance(model, LoadedModel):
         model = model.model
     if not isinstance(model, torch.nn.Module):
-        raise InputError(f"model: expected 'default', a model file, a LoadedModel or a DeepLab module, "
-                         f"got {type(model).__name__}")
+        raise InputError(
+            f"model: expected 'default', a model file, a LoadedModel or a DeepLab module, got {type(model).__name__}"
+        )
     if device is not None:
         model.to(device)
     return model
@@ -89,9 +92,18 @@ def refine_with_crf(images: list[np.ndarray], probs: torch.Tensor, params, threa
 
 
 @torch.inference_mode()
-def segment(images: Any, model: Any = "default", *, output: str = "labels", crf: bool = False, crf_params=None,
-            backend: str = DEFAULT_BACKEND, batch_size: int = 4, device: str | torch.device | None = None,
-            crf_threads: int | None = 1) -> Any:
+def segment(
+    images: Any,
+    model: Any = "default",
+    *,
+    output: str = "labels",
+    crf: bool = False,
+    crf_params=None,
+    backend: str = DEFAULT_BACKEND,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    crf_threads: int | None = 1,
+) -> Any:
     """Segment images with a DeepLab model.
 
     images: (B, 3, H, W) / (3, H, W) tensor (uint8, or float in [0, 1]), (H, W, 3) / (B, H, W, 3) uint8
@@ -112,8 +124,11 @@ def segment(images: Any, model: Any = "default", *, output: str = "labels", crf:
     params = None
     if crf:
         stored = getattr(net, "crf", None)
-        params = crf_params if isinstance(crf_params, CRFParams) else CRFParams.from_dict(
-            {**(stored or {}), **(crf_params or {})})
+        params = (
+            crf_params
+            if isinstance(crf_params, CRFParams)
+            else CRFParams.from_dict({**(stored or {}), **(crf_params or {})})
+        )
     items, shape = as_image_list(images)
     results: list[torch.Tensor] = []
     start = 0

@@ -34,8 +34,15 @@ class MScBranch(nn.Module):
     of the backbone (no padding for sizes with (n-1) % 8 == 0, i.e. exactly Caffe there).
     """
 
-    def __init__(self, cin: int, stride: int, num_classes: int, width: float = 1.0, batch_norm: bool = False,
-                 dropout: float = 0.5):
+    def __init__(
+        self,
+        cin: int,
+        stride: int,
+        num_classes: int,
+        width: float = 1.0,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         c = scaled(MSC_CHANNELS, width)
         self.stride = stride

@@ -27,8 +27,9 @@ OPSET = 18
 MAX_SIDE = 8 * 1024 + 1
 
 
-def export_onnx(model: DeepLab, path: str | os.PathLike, *, example_size: int = 321, dynamic: bool = True,
-                opset: int = OPSET) -> Path:
+def export_onnx(
+    model: DeepLab, path: str | os.PathLike, *, example_size: int = 321, dynamic: bool = True, opset: int = OPSET
+) -> Path:
     """Write model (in eval mode) as ONNX. example_size: traced side (made 8k+1); dynamic: B/H/W symbolic."""
     path = Path(path)
     side = aligned_size(max(9, int(example_size)))
@@ -47,8 +48,16 @@ def export_onnx(model: DeepLab, path: str | os.PathLike, *, example_size: int = 
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
-                                        input_names=["image"], output_names=["logits"], external_data=False)
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["logits"],
+                external_data=False,
+            )
             with atomic_path(path) as tmp:
                 program.save(str(tmp))
     finally:

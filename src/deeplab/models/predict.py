@@ -92,8 +92,12 @@ def onnx_runner(model: DeepLab):
             export_onnx(model, path)  # atomic: concurrent processes each write a whole file
         runner = OnnxRunner(path, threads=torch.get_num_threads())
     except Exception as e:  # missing extra, exporter limits, unwritable cache: stay correct, just slower
-        warnings.warn(f"onnxruntime backend unavailable ({type(e).__name__}: {e}); using channels_last torch "
-                      "(install the extra: pip install 'deeplab-v1[onnx]')", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"onnxruntime backend unavailable ({type(e).__name__}: {e}); using channels_last torch "
+            "(install the extra: pip install 'deeplab-v1[onnx]')",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     _SESSIONS[model] = (fp, runner)
     return runner
 
@@ -126,8 +130,12 @@ def check_finite(logits: torch.Tensor, what: str = "the model") -> None:
 
 
 @torch.inference_mode()
-def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], preprocess: Preprocess | None = None,
-                  backend: str = DEFAULT_BACKEND) -> torch.Tensor:
+def predict_batch(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    preprocess: Preprocess | None = None,
+    backend: str = DEFAULT_BACKEND,
+) -> torch.Tensor:
     """Class probabilities of same-size images in one forward pass.
 
     images: B arrays (H, W, 3) uint8 RGB of one size. preprocess: defaults to model.preprocess (attached by
@@ -151,8 +159,9 @@ def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], preproce
     return probabilities(logits, images[0].shape[:2])
 
 
-def predict(model: torch.nn.Module, image: np.ndarray, preprocess: Preprocess | None = None,
-            backend: str = DEFAULT_BACKEND) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, image: np.ndarray, preprocess: Preprocess | None = None, backend: str = DEFAULT_BACKEND
+) -> np.ndarray:
     """Class probabilities for one image: (H, W, 3) uint8 RGB -> (C, H, W) float32 NumPy, summing to 1 over C.
 
     preprocess: defaults to model.preprocess, else Caffe's. backend: channels_last (default), eager,

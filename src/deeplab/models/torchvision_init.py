@@ -55,8 +55,10 @@ def decimation_taps(kernel: int, full: int = 7) -> list[int]:
 
 def _copy(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
     if dst.shape != src.shape:
-        raise InputError(f"torchvision weights: {what} has shape {tuple(src.shape)}, model needs {tuple(dst.shape)} "
-                         "(torchvision init needs width=1)")
+        raise InputError(
+            f"torchvision weights: {what} has shape {tuple(src.shape)}, model needs {tuple(dst.shape)} "
+            "(torchvision init needs width=1)"
+        )
     dst.copy_(src)
 
 
@@ -70,8 +72,9 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def init_from_torchvision(model: DeepLab, state_dict: dict[str, torch.Tensor] | str | os.PathLike,
-                          seed: int = 0) -> Preprocess:
+def init_from_torchvision(
+    model: DeepLab, state_dict: dict[str, torch.Tensor] | str | os.PathLike, seed: int = 0
+) -> Preprocess:
     """Copy VGG-16 ImageNet weights into model (in place). Returns the Preprocess the weights expect."""
     sd = load_state_dict_file(state_dict) if isinstance(state_dict, (str, os.PathLike)) else state_dict
     convs, bns = _feature_layers(sd)
@@ -80,7 +83,7 @@ def init_from_torchvision(model: DeepLab, state_dict: dict[str, torch.Tensor] | 
     if model.batch_norm and len(bns) not in (0, len(convs)):
         raise InputError(f"torchvision weights: {len(bns)} BatchNorm layers for 13 convs")
     bb = model.backbone
-    for n, (name, i) in enumerate(zip(CONV_NAMES, convs)):
+    for n, (name, i) in enumerate(zip(CONV_NAMES, convs, strict=True)):
         unit = getattr(bb, name)
         w = sd[f"features.{i}.weight"].float()
         if n == 0:

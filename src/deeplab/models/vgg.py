@@ -28,7 +28,7 @@ CONV_NAMES: tuple[str, ...] = tuple(f"conv{s}_{i + 1}" for s, n, _, _, _ in VGG1
 
 def scaled(channels: int, width: float) -> int:
     """Channel count under a width multiplier (at least 1)."""
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 def output_size(n: int) -> int:
@@ -45,7 +45,9 @@ class ConvUnit(nn.Module):
         super().__init__()
         pad = dilation * (kernel - 1)
         if pad % 2:
-            raise ValueError(f"kernel {kernel} with dilation {dilation} has an even effective size; no symmetric padding")
+            raise ValueError(
+                f"kernel {kernel} with dilation {dilation} has an even effective size; no symmetric padding"
+            )
         self.conv = nn.Conv2d(cin, cout, kernel, padding=pad // 2, dilation=dilation)
         self.bn = nn.BatchNorm2d(cout) if batch_norm else nn.Identity()
         self.relu = nn.ReLU(inplace=True)

@@ -35,16 +35,21 @@ def init_from_deeplab(model: DeepLab, path: str | os.PathLike) -> tuple[Preproce
     """
     ckpt = read_checkpoint(path)
     if bool(ckpt["batch_norm"]) != model.batch_norm or float(ckpt["width"]) != model.width:
-        raise InputError(f"model.init {path}: a {ckpt['arch']} of width {ckpt['width']} with batch_norm "
-                         f"{ckpt['batch_norm']}; the config asks width {model.width}, batch_norm {model.batch_norm}")
+        raise InputError(
+            f"model.init {path}: a {ckpt['arch']} of width {ckpt['width']} with batch_norm "
+            f"{ckpt['batch_norm']}; the config asks width {model.width}, batch_norm {model.batch_norm}"
+        )
     target = model.state_dict()
     for name, tensor in ckpt["state_dict"].items():
         if name not in target:
-            raise InputError(f"model.init {path}: {name} has no counterpart in {model.arch} "
-                             f"(the file holds a {ckpt['arch']})")
+            raise InputError(
+                f"model.init {path}: {name} has no counterpart in {model.arch} (the file holds a {ckpt['arch']})"
+            )
         if target[name].shape != tensor.shape:
-            raise InputError(f"model.init {path}: {name} is {tuple(tensor.shape)}, {model.arch} with "
-                             f"{model.num_classes} classes needs {tuple(target[name].shape)}")
+            raise InputError(
+                f"model.init {path}: {name} is {tuple(tensor.shape)}, {model.arch} with "
+                f"{model.num_classes} classes needs {tuple(target[name].shape)}"
+            )
         target[name].copy_(tensor)
     fresh = [n for n in target if n not in ckpt["state_dict"]]
     return Preprocess.from_dict(ckpt["preprocess"]), fresh
