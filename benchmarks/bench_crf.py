@@ -1,15 +1,17 @@
-"""Dense CRF benchmark: speed and peak memory vs pydensecrf2, agreement with pydensecrf2 and with the
-exact O(N^2) reference. Prints markdown tables.
+"""Dense CRF benchmark over a distribution of real photos: speed against pydensecrf2 image by image, one and two
+threads, agreement of the labels, memory; plus agreement with the exact O(N^2) mean field. Markdown tables.
 
-    python benchmarks/bench_crf.py [--data ../shared/data] [--repeats 15]
+    python benchmarks/bench_crf.py [--data ../shared/data] [--rounds 3] [--camvid 32] [--quick]
 
-Speed: one 500x375 VOC image, 21 labels, 10 iterations, DeepLab-LargeFOV parameters, lattice
-construction included, --repeats rounds of interleaved runs (wall clock). The speed-up is the median of
-the per-round ratios, which cancels the slow and fast periods of a shared machine. The plain rows clear
-the cached position-only Gaussian lattice before every call; the "same-size image again" rows reuse it
-(it depends only on the image size and its std), as a run over a data set of same-size images does.
-Memory: each engine in its own subprocess, peak RSS minus RSS before the call. pydensecrf2 rows are
-skipped when it is not installed.
+Every image: DeepLab-LargeFOV parameters, NORMALIZE_AFTER, 21 labels, 10 iterations, lattice construction
+included, the unary of a DCNN-like coarse score map made from the image's ground truth
+(deeplab.crf.synthetic.coarse_probs). Sets: the 13 voc_mini photos, --camvid CamVid test frames spread over
+the split, and one voc_mini photo resized to 1000x750 and 2000x1500. Per image, --rounds rounds each run
+deeplab.crf with 1 thread, with 2 threads and pydensecrf2, back to back (a shared machine's slow and fast
+phases hit all three alike); the speed-ups are medians of the per-round ratios. The position-only Gaussian
+kernel is cached per image size as in a real run (a data set of same-size images builds it once); the
+bilateral lattice is built for every call. M/N: bilateral lattice vertices per pixel, what the cost grows
+with. Labels equal: share of pixels whose argmax equals pydensecrf2's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SPEED_IMAGE = "2007_000123"  # 500 x 375
+RESIZED = ("2007_000129", ((1000, 750), (2000, 1500)))  # the voc_mini photo with the most lattice vertices
 
 
 def voc(data: Path, name: str):
@@ -41,7 +44,22 @@ def voc_names(data: Path) -> list[str]:
     return (root / "val.txt").read_text().split() + (root / "train.txt").read_text().split()
 
 
-def pydensecrf_q(img: np.ndarray, probs: np.ndarray, norm: str, iterations: int = 10) -> np.ndarray:
+def camvid(data: Path, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``count`` CamVid test frames spread evenly over the split: (name, image, labels with void -> 0)."""
+    from deeplab.data import build_dataset
+
+    test = build_dataset("camvid", data / "camvid", "test")
+    picks = np.linspace(0, len(test) - 1, count).round().astype(int)
+    return [(test.names[i], *test.sample(int(i))) for i in picks]
+
+
+def resized(img: np.ndarray, gt: np.ndarray, size: tuple[int, int]):
+    w, h = size
+    return (np.array(Image.fromarray(img).resize((w, h), Image.BILINEAR)),
+            np.array(Image.fromarray(gt).resize((w, h), Image.NEAREST)))
+
+
+def pydensecrf_q(img: np.ndarray, probs: np.ndarray, norm: str = "NORMALIZE_AFTER", iterations: int = 10):
     import pydensecrf.densecrf as pdc
 
     n, h, w = probs.shape
@@ -60,11 +78,75 @@ def have_pydensecrf() -> bool:
     return True
 
 
-def speed_inputs(data: Path):
+def lattice_ratio(img: np.ndarray) -> float:
+    from deeplab.crf.api import bilateral_features
+    from deeplab.crf.lattice import build_lattice
+
+    return build_lattice(bilateral_features(img, 121.0, 5.0)).m / (img.shape[0] * img.shape[1])
+
+
+def bench_image(img: np.ndarray, gt: np.ndarray, rounds: int) -> dict:
+    """Times (s) of every engine in every round, M/N and the label agreement, for one image."""
+    from deeplab.crf import dense_crf
     from deeplab.crf.synthetic import coarse_probs
 
-    img, gt = voc(data, SPEED_IMAGE)
-    return img, coarse_probs(gt, 21, seed=0)
+    probs = coarse_probs(np.where(gt == 255, 0, gt), 21, seed=0)
+    ours = dense_crf(img, probs, threads=1)  # warm: the Gaussian kernel of this size is cached from here on
+    dense_crf(img, probs, threads=2)
+    ref = pydensecrf_q(img, probs)
+    engines = {"1 thread": lambda: dense_crf(img, probs, threads=1),
+               "2 threads": lambda: dense_crf(img, probs, threads=2), "pydensecrf2": lambda: pydensecrf_q(img, probs)}
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {"times": times, "m_over_n": lattice_ratio(img),
+            "equal": float((ours.argmax(0) == ref.argmax(0)).mean()), "size": (img.shape[1], img.shape[0])}
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a[k] / b[k]."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> list[str]:
+    sets: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    names = voc_names(data)[:3] if quick else voc_names(data)
+    sets += [("voc_mini", n, *voc(data, n)) for n in names]
+    sets += [("CamVid test", n, img, gt) for n, img, gt in camvid(data, 4 if quick else camvid_frames)]
+    base, sizes = RESIZED
+    img, gt = voc(data, base)
+    sets += [(f"{base} resized", f"{w}x{h}", *resized(img, gt, (w, h))) for w, h in sizes]
+    rows = ["| set | image | size | M/N | 1 thread (s) | 2 threads (s) | pydensecrf2 (s) | speed-up, 1 thread "
+            "| 2 threads vs 1 | labels equal |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    results = []
+    for set_name, name, img, gt in sets:
+        r = bench_image(img, gt, rounds)
+        t = r["times"]
+        r.update(set=set_name, name=name, speedup=median_ratio(t["pydensecrf2"], t["1 thread"]),
+                 threads=median_ratio(t["1 thread"], t["2 threads"]))
+        results.append(r)
+        rows.append(f"| {set_name} | {name} | {r['size'][0]}x{r['size'][1]} | {r['m_over_n']:.2f} | "
+                    f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['2 threads']):.3f} | "
+                    f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['threads']:.2f}x | "
+                    f"{100 * r['equal']:.3f}% |")
+        print(rows[-1], file=sys.stderr, flush=True)
+    summary = ["", "| set | images | median speed-up (1 thread) | worst | median 2 threads vs 1 | worst | "
+               "lowest labels equal |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for set_name in dict.fromkeys(r["set"] for r in results):
+        part = [r for r in results if r["set"] == set_name]
+        summary.append(_summary_row(set_name, part))
+    summary.append(_summary_row("all", results))
+    return rows + summary
+
+
+def _summary_row(name: str, part: list[dict]) -> str:
+    s = [r["speedup"] for r in part]
+    t = [r["threads"] for r in part]
+    return (f"| {name} | {len(part)} | {statistics.median(s):.2f}x | {min(s):.2f}x | {statistics.median(t):.2f}x | "
+            f"{min(t):.2f}x | {100 * min(r['equal'] for r in part):.3f}% |")
 
 
 def rss_mb() -> float:
@@ -74,110 +156,36 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def memory_child(engine: str, data: Path) -> None:
-    """Run one engine once; print {"delta_mb": peak RSS - RSS before the call}."""
+def memory_child(engine: str, data: Path, width: int) -> None:
+    """Run one engine once on the 2007_000129 photo at ``width``; print {"delta_mb": peak RSS - RSS before}."""
     from deeplab.crf import dense_crf
+    from deeplab.crf.synthetic import coarse_probs
 
-    img, probs = speed_inputs(data)
-    small = np.ascontiguousarray(img[:16, :16])
-    warm = np.full((21, 16, 16), 1 / 21, np.float32)
+    img, gt = voc(data, RESIZED[0])
+    img, gt = resized(img, gt, (width, round(width * gt.shape[0] / gt.shape[1])))
+    probs = coarse_probs(gt, 21, seed=0)
+    small, warm = np.ascontiguousarray(img[:16, :16]), np.full((21, 16, 16), 1 / 21, np.float32)
     if engine == "pydensecrf2":
-        pydensecrf_q(small, warm, "NORMALIZE_AFTER")
+        pydensecrf_q(small, warm)
         before = rss_mb()
-        pydensecrf_q(img, probs, "NORMALIZE_AFTER")
+        pydensecrf_q(img, probs)
     else:
-        threads = int(engine.split("-")[1])
-        dense_crf(small, warm, threads=threads)
+        dense_crf(small, warm, threads=1)
         before = rss_mb()
-        dense_crf(img, probs, threads=threads)
+        dense_crf(img, probs, threads=1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"delta_mb": peak - before}))
 
 
-def bench_speed(data: Path, repeats: int) -> list[str]:
-    from deeplab.crf import dense_crf
-    from deeplab.crf.api import grid_gaussian_kernel
-
-    img, probs = speed_inputs(data)
-
-    def cold(threads: int):
-        grid_gaussian_kernel.cache_clear()  # nothing reused from the previous call
-        return dense_crf(img, probs, threads=threads)
-
-    engines = {
-        "deeplab.crf, 1 thread": lambda: cold(1),
-        "deeplab.crf, 2 threads": lambda: cold(2),
-        "deeplab.crf, 1 thread, same-size image again": lambda: dense_crf(img, probs, threads=1),
-        "deeplab.crf, 2 threads, same-size image again": lambda: dense_crf(img, probs, threads=2),
-    }
-    if have_pydensecrf():
-        engines["pydensecrf2 (1 thread)"] = lambda: pydensecrf_q(img, probs, "NORMALIZE_AFTER")
-    for fn in engines.values():  # warm-up (numba cache load, page faults)
-        fn()
-    times = {k: [] for k in engines}
-    for _ in range(repeats):  # one round = every engine once, back to back
-        for name, fn in engines.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    mem = {}
-    for name, engine in (
-        ("deeplab.crf, 1 thread", "ours-1"),
-        ("deeplab.crf, 2 threads", "ours-2"),
-        ("pydensecrf2 (1 thread)", "pydensecrf2"),
-    ):
-        if name in engines:
-            out = subprocess.run(
-                [sys.executable, __file__, "--data", str(data), "--_memory", engine],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            mem[name] = json.loads(out.strip().splitlines()[-1])["delta_mb"]
-    ref = times.get("pydensecrf2 (1 thread)")
-    rows = [
-        f"Speed and memory: {img.shape[1]}x{img.shape[0]} image, 21 labels, 10 iterations, DeepLab-LargeFOV "
-        f"parameters, NORMALIZE_AFTER, {repeats} rounds (wall clock, engines interleaved in each round). "
-        f"Speed-up: median over rounds of (pydensecrf2 time / engine time) in the same round, with the "
-        f"25th-75th percentile range",
-        "",
-        "| engine | best time (s) | median time (s) | speed-up vs pydensecrf2 | peak memory (MB) |",
-        "|---|---|---|---|---|",
-    ]
-    for name, t in times.items():
-        speed = "n/a"
-        if ref:
-            ratios = np.array(ref) / np.array(t)
-            q1, med, q3 = np.percentile(ratios, [25, 50, 75])
-            speed = f"{med:.2f}x ({q1:.2f}-{q3:.2f})"
-        rows.append(f"| {name} | {min(t):.3f} | {np.median(t):.3f} | {speed} | {mem.get(name, float('nan')):.0f} |")
-    return rows
-
-
-def bench_pydensecrf_agreement(data: Path) -> list[str]:
-    from deeplab.crf import CRFParams, dense_crf
-    from deeplab.crf.synthetic import coarse_probs
-
-    rows = [
-        "Agreement with pydensecrf2 on the 13 voc_mini images (DCNN-like coarse scores, same unary and "
-        "parameters, 10 iterations)",
-        "",
-        "| normalisation | pixel labels equal | mean abs(Q - Q_pydensecrf) | max abs(Q - Q_pydensecrf) |",
-        "|---|---|---|---|",
-    ]
-    for norm in ("NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"):
-        equal = total = 0
-        mean_diff, max_diff = [], 0.0
-        for i, name in enumerate(voc_names(data)):
-            img, gt = voc(data, name)
-            probs = coarse_probs(gt, 21, seed=i)
-            ours = dense_crf(img, probs, CRFParams(normalization=norm))
-            ref = pydensecrf_q(img, probs, norm)
-            equal += int((ours.argmax(0) == ref.argmax(0)).sum())
-            total += gt.size
-            mean_diff.append(float(np.abs(ours - ref).mean()))
-            max_diff = max(max_diff, float(np.abs(ours - ref).max()))
-        rows.append(f"| {norm} | {100 * equal / total:.3f}% | {np.mean(mean_diff):.1e} | {max_diff:.1e} |")
+def bench_memory(data: Path) -> list[str]:
+    rows = ["| image | deeplab.crf, 1 thread (MB) | pydensecrf2 (MB) |", "|---|---:|---:|"]
+    for width in (500, 2000):
+        mb = {}
+        for engine in ("ours", "pydensecrf2"):
+            out = subprocess.run([sys.executable, __file__, "--data", str(data), "--_memory", f"{engine}:{width}"],
+                                 capture_output=True, text=True, check=True).stdout
+            mb[engine] = json.loads(out.strip().splitlines()[-1])["delta_mb"]
+        rows.append(f"| {RESIZED[0]} at {width} px wide | {mb['ours']:.0f} | {mb['pydensecrf2']:.0f} |")
     return rows
 
 
@@ -188,9 +196,6 @@ def bench_exact_agreement(data: Path) -> list[str]:
     from deeplab.crf.unary import unary_from_probs
 
     rows = [
-        "Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 "
-        "voc_mini images, DeepLab parameters, 10 iterations",
-        "",
         "| normalisation | pixel labels equal | mean abs(Q - Q_exact) | labels changed by the CRF |",
         "|---|---|---|---|",
     ]
@@ -221,18 +226,28 @@ def bench_exact_agreement(data: Path) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data root")
-    p.add_argument("--repeats", type=int, default=15, help="timed rounds (each runs every engine once)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per image (each runs every engine once)")
+    p.add_argument("--camvid", type=int, default=32, help="CamVid test frames (spread over the split)")
+    p.add_argument("--quick", action="store_true", help="3 voc_mini photos and 4 CamVid frames")
     p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._memory:
-        memory_child(args._memory, args.data)
+        engine, width = args._memory.split(":")
+        memory_child(engine, args.data, int(width))
         return
     if not have_pydensecrf():
-        print("pydensecrf2 is not installed: its rows are skipped\n")
-    sections = [bench_speed(args.data, args.repeats), bench_exact_agreement(args.data)]
-    if have_pydensecrf():
-        sections.append(bench_pydensecrf_agreement(args.data))
-    print("\n\n".join("\n".join(rows) for rows in sections))
+        sys.exit("pydensecrf2 is not installed (pip install pydensecrf2): it is the reference of this benchmark")
+    from deeplab.crf.kernels import PORTABLE
+
+    print(f"deeplab.crf rows: {'portable' if PORTABLE else 'SIMD'} build; numba threads for '2 threads'\n")
+    sections = [
+        ("Speed against pydensecrf2 (one thread each unless stated), image by image", bench_speed(
+            args.data, args.rounds, args.camvid, args.quick)),
+        ("Peak memory of one call (RSS growth)", bench_memory(args.data)),
+        ("Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 voc_mini "
+         "photos, DeepLab parameters, 10 iterations", bench_exact_agreement(args.data)),
+    ]
+    print("\n\n".join(f"{title}\n\n" + "\n".join(rows) for title, rows in sections))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def child(data: Path, repeats: int) -> None:
     """Print {feature set: [best build time in ms, "N x D", M vertices]} as JSON (deeplab on sys.path)."""
     import time
 
-    from deeplab.crf.lattice import build_lattice, numba_threads
+    from deeplab.crf.kernels import numba_threads
+    from deeplab.crf.lattice import build_lattice
 
     out = {}
     with numba_threads(1):

@@ -7,7 +7,8 @@ from scipy import ndimage
 from crops import voc_crop
 from deeplab.crf.api import bilateral_features, gaussian_features
 from deeplab.crf.exact import exact_filter
-from deeplab.crf.lattice import build_lattice, lattice_filter, numba_threads
+from deeplab.crf.kernels import numba_threads
+from deeplab.crf.lattice import build_lattice, lattice_filter
 from deeplab.crf.meanfield import ExactKernel, LatticeKernel, MeanField
 from deeplab.crf.unary import unary_from_probs
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from numba import njit
 
-from deeplab.crf.lattice import numba_threads
+from deeplab.crf.kernels import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
@@ -273,7 +273,8 @@ def dense_crf(
 
     image: (H, W, 3) uint8 RGB; probs: (L, H, W) float, >= 0, sums to 1 over L (e.g. an upsampled
     DCNN softmax). params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields,
-    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (None = all). Unary = -log(max(p, 1e-5))
+    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (default 1; 2+ pays on large images only). Unary =
+    -log(max(p, 1e-5))
     (as unary_from_probs).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """

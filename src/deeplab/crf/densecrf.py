@@ -15,7 +15,7 @@ from enum import IntEnum
 import numpy as np
 
 from deeplab.crf.api import bilateral_features, check_image, grid_gaussian_kernel
-from deeplab.crf.lattice import numba_threads
+from deeplab.crf.kernels import numba_threads
 from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
 from deeplab.errors import InputError
 

@@ -18,33 +18,13 @@ standard deviations: the filter approximates ``sum_j exp(-|f_i - f_j|^2 / 2) v_j
 
 from __future__ import annotations
 
-import os
-import threading
-import types as types_module
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
-from deeplab.crf.simd import (
-    MAX_REGISTER_LABELS,
-    blur_row,
-    copy_row,
-    gather_rows,
-    meanfield_rows,
-    scatter_rows,
-    softmax_row,
-)
+from deeplab.crf.kernels import chunk_range, kernel, padded, register, threads_in_use
 from deeplab.errors import InputError
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # GNU OpenMP's spin-waiting threads make every parallel region crawl when the cores are shared with
-    # other work (measured 5x slower than one thread here); numba's own workqueue does not. Concurrent
-    # launches are serialised by numba_threads' lock; forked children use the serial kernels.
-    import numba
-
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 @dataclass(frozen=True)
@@ -156,7 +136,6 @@ def _scale(d):
 BLOCK = 256  # pixels per _simplex_block call
 
 
-@njit(cache=True, parallel=True)
 def _simplices(feat):
     """Enclosing simplex of every feature vector: rem0 (N, D+1) int32 nearest remainder-0 lattice point
     (after the rank wrap-around), rank (N, D+1) int32, bary (N, D+1) float32 barycentric weights."""
@@ -169,7 +148,7 @@ def _simplices(feat):
     nchunks = 64
     for c in prange(nchunks):
         work = np.empty((4, d1 + 1, BLOCK), np.float64)
-        lo, hi = _chunk(c, nchunks, n)
+        lo, hi = chunk_range(c, nchunks, n)
         for i0 in range(lo, hi, BLOCK):
             nb = min(BLOCK, hi - i0)
             _simplex_block(feat, i0, nb, scale, work)
@@ -399,7 +378,6 @@ def _packed_pass(feat, bary, lo, mult, table, shift, offset, start, m):
     return n, m
 
 
-@njit(cache=True, parallel=True)
 def _blur_neighbours(table, keys, m, d):
     """(D+1, M, 2) int32: the two lattice neighbours of every vertex along every axis (M if absent)."""
     d1 = d + 1
@@ -421,7 +399,6 @@ def _blur_neighbours(table, keys, m, d):
     return nb
 
 
-@njit(cache=True, parallel=True)
 def _packed_neighbours(table, m, delta):
     """(D+1, M, 2) int32 blur neighbours (M if absent) from the _packed_vertices table; delta (D+1,) int64:
     packed key step to the first neighbour along each axis (-delta: the second)."""
@@ -433,7 +410,7 @@ def _packed_neighbours(table, m, delta):
     nb = np.empty((d1, m, 2), np.int32)
     nchunks = 64
     for c in prange(nchunks):
-        lo, hi = _chunk(c, nchunks, capacity)
+        lo, hi = chunk_range(c, nchunks, capacity)
         for s in range(lo, hi):
             e = table[s, 1]
             if e < 0:
@@ -531,190 +508,8 @@ def build_lattice(features: np.ndarray) -> Lattice:
 # filtering
 
 
-LANES = 8  # the label axis of work arrays is zero-padded to a multiple of this (SIMD-friendly rows)
-
-
-def padded(num_labels: int) -> int:
-    """Label count rounded up to a multiple of LANES (the width of the (N, L) work arrays)."""
-    return -(-num_labels // LANES) * LANES
-
-
-@njit(cache=True, inline="always", fastmath=True)
-def _chunk(c, nchunks, n):
-    return c * n // nchunks, (c + 1) * n // nchunks
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _reduce_chunks(bufs):
-    """bufs[0] += bufs[1:], (C, M+1, L) private splat buffers -> bufs[0]."""
-    nchunks, m, nl = bufs.shape
-    if nchunks > 1:
-        for v in prange(m):
-            for c in range(1, nchunks):
-                for k in range(nl):
-                    bufs[0, v, k] += bufs[c, v, k]
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _splat(values, starts, weight, bufs):
-    """Scatter values (N, L) onto the vertices: bufs[c] = sum over chunk c's pixels i and corners r of
-    weight[i, r] values[i] at the row starting at starts[i, r] (row_starts). bufs: (C, M+1, L), one
-    private buffer per pixel chunk
-    (C = threads; sum them with _reduce_chunks). Pixel order makes consecutive scatters hit cached rows.
-    """
-    nchunks = bufs.shape[0]
-    n, nl = values.shape
-    for c in prange(nchunks):
-        bufs[c] = 0.0
-        lo, hi = _chunk(c, nchunks, n)
-        for i in range(lo, hi):
-            scatter_rows(bufs, c, values[i], starts, weight, i)
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _blur(src, a, b, neighbours, reverse):
-    """Blur (M+1, L) vertex values src along every lattice axis (src unchanged; row M must be 0):
-    [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b)."""
-    d1, m, _ = neighbours.shape
-    for jj in range(d1):
-        j = d1 - 1 - jj if reverse else jj
-        if jj == 0:
-            x = src
-        elif jj % 2 == 1:
-            x = a
-        else:
-            x = b
-        y = b if jj % 2 == 1 else a
-        for v in prange(m):
-            blur_row(y, x, v, neighbours[j, v, 0], neighbours[j, v, 1])
-    return a if d1 % 2 == 1 else b
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def softmax_rows(energy, out):
-    """out[i] = softmax(energy[i]) over the label axis; (N, L) float32 (may alias)."""
-    n = out.shape[0]
-    for i in prange(n):
-        copy_row(out[i], energy[i])
-        softmax_row(out[i])
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _slice(verts, starts, weight, out):
-    """out[i] = sum_r weight[i, r] verts[row starting at starts[i, r]]; verts: (M+1, L), out: (N, L)."""
-    n, nl = out.shape
-    for i in prange(n):
-        for k in range(nl):
-            out[i, k] = 0.0
-        gather_rows(out[i], verts, starts, weight, i)
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, gather, scatter, write_q):
-    """One fused mean-field update over all pixels, all kernels, all labels.
-
-    For every pixel i (in C chunks, in parallel): energy = -U_i [+ sum_k slice_k(verts_k)_i if gather];
-    Q_i = softmax(energy); if write_q, write its first L' labels to q_out (L', N) (label-major); if scatter,
-    splat Q_i into each kernel's private buffer bufs[k][chunk] for the next update (summed afterwards by
-    _reduce_chunks).
-    verts (M_k+1, L), offsets (row_starts) / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): tuples,
-    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
-    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through a scratch row.
-    """
-    n, nl = neg_unary.shape
-    nk = len(offsets)
-    nchunks = bufs[0].shape[0]
-    for c in prange(nchunks):
-        if scatter:
-            for t in range(nk):
-                bufs[t][c] = 0.0
-        lo, hi = _chunk(c, nchunks, n)
-        if nl <= MAX_REGISTER_LABELS:
-            meanfield_rows(
-                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q
-            )
-            continue
-        e = np.empty(nl, np.float32)
-        for i in range(lo, hi):
-            copy_row(e, neg_unary[i])
-            if gather:
-                for t in range(nk):
-                    gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
-            softmax_row(e)
-            if write_q:
-                for k in range(q_out.shape[0]):
-                    q_out[k, i] = e[k]
-            if scatter:
-                for t in range(nk):
-                    scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
-
-
-def _serial_twin(dispatcher):
-    """The same kernel compiled without ``parallel`` (prange runs as range): no threading layer at all.
-
-    Needed for threads=1 and in forked children of a process that started numba's (OpenMP / workqueue)
-    thread pool, which would hang there. A distinct qualname keeps the on-disk caches apart.
-    """
-    f = dispatcher.py_func
-    g = types_module.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
-    g.__qualname__ = f.__qualname__ + "_serial"
-    return njit(cache=True, fastmath=True)(g)
-
-
-_PARALLEL = {
-    f.__name__: f
-    for f in (
-        _simplices,
-        _blur_neighbours,
-        _packed_neighbours,
-        _reduce_chunks,
-        _splat,
-        _blur,
-        softmax_rows,
-        _slice,
-        _meanfield_pass,
-    )
-}
-_SERIAL = {name: _serial_twin(f) for name, f in _PARALLEL.items()}
-_LOCAL = threading.local()
-_LAUNCH_PID: int | None = None  # process that started numba's thread pool
-
-
-def _serial_mode() -> bool:
-    import numba
-
-    return (
-        getattr(_LOCAL, "serial", False)
-        or numba.config.NUMBA_NUM_THREADS == 1
-        or (_LAUNCH_PID is not None and os.getpid() != _LAUNCH_PID)
-    )
-
-
-def kernel(name: str):
-    """The numba kernel ``name`` in its parallel or serial build for the current caller.
-
-    Serial when inside ``numba_threads(1)``, when numba has a single thread, or in a forked child of a
-    process that already ran parallel kernels; otherwise parallel, called under the module lock (numba's
-    workqueue layer aborts on concurrent launches from several threads).
-    """
-    global _LAUNCH_PID
-    if _serial_mode():
-        return _SERIAL[name]
-    _LAUNCH_PID = os.getpid()
-    fn = _PARALLEL[name]
-
-    def locked(*args):
-        with _NUMBA_LOCK:
-            return fn(*args)
-
-    return locked
-
-
-def threads_in_use() -> int:
-    """Threads the next kernel call will use (1 when running serial kernels)."""
-    import numba
-
-    return 1 if _serial_mode() else numba.get_num_threads()
+for _fn in (_simplices, _blur_neighbours, _packed_neighbours):
+    register(_fn)
 
 
 def row_starts(lattice: Lattice, width: int) -> np.ndarray:
@@ -767,13 +562,13 @@ def lattice_filter(
 
 
 @njit(cache=True, fastmath=True)
-def _splat_ones(offset, bary, m):
-    """Splat of the all-ones signal: (M+1, 1) float32 sum of the barycentric weights at each vertex."""
+def _splat_scalar(offset, bary, m, values):
+    """Splat of one value per point (N,): (M+1, 1) float32 sums of bary x value at each vertex."""
     out = np.zeros((m + 1, 1), np.float32)
     n, d1 = offset.shape
     for i in range(n):
         for r in range(d1):
-            out[offset[i, r], 0] += bary[i, r]
+            out[offset[i, r], 0] += bary[i, r] * values[i]
     return out
 
 
@@ -790,41 +585,11 @@ def _slice_scalar(verts, offset, bary, alpha):
     return out
 
 
-def filter_ones(lattice: Lattice) -> np.ndarray:
-    """K 1: the lattice filter of the all-ones signal, (N,) float32 (normalisation factors come from it);
-    equal to ``lattice_filter(lattice, ones)[:, 0]`` with one lane instead of a padded row."""
-    a = _splat_ones(lattice.offset, lattice.bary, lattice.m)
+def filter_scalar(lattice: Lattice, values: np.ndarray | None = None) -> np.ndarray:
+    """K v for one value per point, (N,) float32 (v = None: the all-ones signal, whose filter gives the
+    normalisation factors); equal to ``lattice_filter(lattice, v[:, None])[:, 0]`` with one lane instead of a
+    padded row."""
+    v = np.ones(lattice.n, np.float32) if values is None else np.ascontiguousarray(values, np.float32)
+    a = _splat_scalar(lattice.offset, lattice.bary, lattice.m, v)
     verts = kernel("_blur")(a.copy(), a, np.zeros_like(a), lattice.neighbours, False)
     return _slice_scalar(verts, lattice.offset, lattice.bary, np.float32(lattice.alpha))
-
-
-_NUMBA_LOCK = threading.RLock()
-
-
-@contextmanager
-def numba_threads(threads: int | None = None):
-    """Run numba kernels with ``threads`` threads (None: numba's default). threads=1 runs the serial
-    kernels (no thread pool; concurrent callers run in parallel); otherwise one caller at a time holds
-    the lock (numba's threading layers are not all safe for concurrent launches)."""
-    import numba
-
-    if threads is not None and int(threads) < 1:
-        raise InputError(f"threads must be >= 1, got {threads}")
-    old_serial = getattr(_LOCAL, "serial", False)
-    if threads is not None and int(threads) == 1:
-        _LOCAL.serial = True
-        try:
-            yield
-        finally:
-            _LOCAL.serial = old_serial
-        return
-    with _NUMBA_LOCK:
-        old_threads = numba.get_num_threads()
-        _LOCAL.serial = False if threads is not None else old_serial
-        if threads is not None:
-            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-        try:
-            yield
-        finally:
-            _LOCAL.serial = old_serial
-            numba.set_num_threads(old_threads)

@@ -10,25 +10,17 @@ constant), a vector c is ``diag(c)``, a matrix W is ``(W + W^T) / 2``.  The kern
 Normalisations (per-pixel factors n_i = 1 / (K 1)_i, as in pydensecrf's DenseKernel):
 NO_NORMALIZATION (K), NORMALIZE_BEFORE (K diag(n)), NORMALIZE_AFTER (diag(n) K; DeepLab v1's),
 NORMALIZE_SYMMETRIC (diag(sqrt n) K diag(sqrt n); pydensecrf's default).
+
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from deeplab.crf.exact import gaussian_matrix
-from deeplab.crf.lattice import (
-    build_lattice,
-    filter_ones,
-    kernel,
-    lattice_filter,
-    padded,
-    row_starts,
-    splat_buffers,
-    threads_in_use,
-)
-from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, rows_from_columns
+from deeplab.crf.kernels import kernel, padded, register, threads_in_use
+from deeplab.crf.lattice import build_lattice, filter_scalar, lattice_filter, row_starts, splat_buffers
+from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
@@ -53,7 +45,9 @@ def normalization_weights(raw_norm, normalization: str):
     return s, s
 
 
-@njit(cache=True)
+PREFETCH_BYTES = 8 << 20  # vertex arrays beyond this (far past the caches): the fused pass prefetches rows
+
+
 def _energy_rows(maps, width, scale, log_floor):
     """(N, width) float32 work array from label-major maps (L, N) float32: scale * maps, or
     scale * log(max(maps, log_floor)) when log_floor > 0, kept >= ENERGY_FLOOR; label columns L..width-1 hold
@@ -76,13 +70,16 @@ def _energy_rows(maps, width, scale, log_floor):
     return out
 
 
+register(_energy_rows)
+
+
 class LatticeKernel:
     """Normalised Gaussian kernel on features (N, D) (already divided by the std), permutohedral lattice."""
 
     def __init__(self, features: np.ndarray, normalization: str = "NORMALIZE_SYMMETRIC"):
         self.lattice = build_lattice(features)
         self.normalization = normalization
-        raw = filter_ones(self.lattice)
+        raw = filter_scalar(self.lattice)  # K 1
         self.in_weight, self.out_weight = normalization_weights(raw, normalization)
         bary = self.lattice.bary
         splat = bary if self.in_weight is None else bary * self.in_weight[:, None]
@@ -162,7 +159,8 @@ class MeanField:
         """unary: (N, L) float32, any strides; fastest as the transposed view of a C-contiguous (L, N) array."""
         unary_lm = np.ascontiguousarray(np.asarray(unary, dtype=np.float32).T)
         self._start(
-            _energy_rows(unary_lm, padded(unary_lm.shape[0]), np.float32(-1.0), np.float32(0.0)), unary_lm.shape[0]
+            kernel("_energy_rows")(unary_lm, padded(unary_lm.shape[0]), np.float32(-1.0), np.float32(0.0)),
+            unary_lm.shape[0],
         )
 
     @classmethod
@@ -173,7 +171,8 @@ class MeanField:
         if probs.ndim != 2 or not clip > 0:
             raise InputError(f"probs must be (L, N) and clip > 0, got shape {probs.shape} and clip {clip}")
         mf = cls.__new__(cls)
-        mf._start(_energy_rows(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)), probs.shape[0])
+        mf._start(kernel("_energy_rows")(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)),
+                  probs.shape[0])
         return mf
 
     def _start(self, neg_unary: np.ndarray, num_labels: int) -> None:
@@ -202,7 +201,7 @@ class MeanField:
     def initial(self) -> np.ndarray:
         """Q0 = softmax(-U), (N, Lp)."""
         q = np.empty_like(self.neg_unary)
-        kernel("softmax_rows")(self.neg_unary, q)
+        kernel("_softmax_rows")(self.neg_unary, q)
         return q
 
     def pairwise_energy(self, q: np.ndarray) -> np.ndarray:
@@ -215,7 +214,7 @@ class MeanField:
     def step(self, q: np.ndarray) -> np.ndarray:
         """One mean-field update of q (N, Lp) in place (unfused: one filter call per kernel)."""
         energy = self.neg_unary - self.pairwise_energy(q)
-        kernel("softmax_rows")(energy, q)
+        kernel("_softmax_rows")(energy, q)
         return q
 
     def fusable(self) -> bool:
@@ -232,17 +231,10 @@ class MeanField:
             q = self.step(q)
         return q[:, : self.num_labels]
 
-    def _inference_fused(self, iterations: int) -> np.ndarray:
-        """Q as (L, N) float32."""
-        n, lp = self.neg_unary.shape
-        chunks = threads_in_use()
-        meanfield_pass, reduce_chunks, blur = kernel("_meanfield_pass"), kernel("_reduce_chunks"), kernel("_blur")
-        kernels = [k for k, _ in self.terms]
-        offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
-        splat_ws = tuple(k.splat_w for k in kernels)
-        # energy -= (K_k Q) C_k^T. Slicing is linear per label, so C_k can act on the blurred vertex values
-        # (M x L x L work, M << N): Potts (a single number) is folded into the slice weights, other diagonal
-        # C_k scale the vertex values per label, full C_k multiply them by -C_k^T
+    def _compat_terms(self) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Per kernel: slice weights (Potts weight folded in) and the label map applied to the blurred vertex
+        values: None (Potts), (Lp,) per-label factors (other diagonal C) or (Lp, Lp) -C^T (full C).
+        energy -= (K Q) C^T, and slicing is linear per label, so C acts on the M blurred rows (M << N)."""
         slice_ws, label_maps = [], []
         for k, c in self.terms:
             scale = -np.diag(c)[: self.num_labels]
@@ -254,18 +246,31 @@ class MeanField:
                 label_maps.append(-np.diag(c))
             else:
                 label_maps.append(np.ascontiguousarray(-c.T))
-        slice_ws = tuple(slice_ws)
+        return slice_ws, label_maps
+
+    def _inference_fused(self, iterations: int) -> np.ndarray:
+        """Q as (L, N) float32: fused passes over the pixels, blurs of the vertex rows in between."""
+        n, lp = self.neg_unary.shape
+        chunks = threads_in_use()
+        kernels = [k for k, _ in self.terms]
+        prefetch = sum((k.lattice.m + 1) * lp * 4 for k in kernels) > PREFETCH_BYTES
+        meanfield_pass = kernel("_meanfield_pass_prefetch" if prefetch else "_meanfield_pass")
+        reduce_chunks, blur = kernel("_reduce_chunks"), kernel("_blur")
+        offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
+        if len({o.dtype for o in offsets}) > 1:  # one dtype for the tuple
+            offsets = tuple(o.astype(np.int64) for o in offsets)
+        slice_ws, label_maps = self._compat_terms()
+        slice_ws, splat_ws = tuple(slice_ws), tuple(k.splat_w for k in kernels)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         q = np.empty((self.num_labels, n), np.float32)
         # Q0 = softmax(-U), splatted for the first update
-        meanfield_pass(
-            self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0, iterations == 0
-        )
+        meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
+                       iterations == 0)
         for it in range(iterations):
             verts = []
-            for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps):
+            for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps, strict=True):
                 reduce_chunks(b)
                 v = blur(b[0], a, a2, k.lattice.neighbours, False)
                 if label_map is not None and label_map.ndim == 1:

@@ -211,6 +211,36 @@ def blur_row(typingctx, y, x, v, n1, n2):
     return sig, codegen
 
 
+def _prefetch(builder, address):
+    """Hint the CPU to fetch the cache line at ``address`` (float*) for reading."""
+    i8p = ir.IntType(8).as_pointer()
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
+        "llvm.prefetch.p0i8")
+    i32 = ir.IntType(32)
+    builder.call(fn, [builder.bitcast(address, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
+@intrinsic
+def prefetch_row(typingctx, x, v):
+    """Prefetch row v of x (M+1, L) C-contiguous float32: the cache lines of its L floats (a hint; no effect on
+    results)."""
+    sig = types.void(x, v)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        nl = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+        start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), nl)
+        lines = builder.sdiv(builder.add(nl, ir.Constant(intp, 15)), ir.Constant(intp, 16))
+        with cgutils.for_range(builder, lines) as line:
+            at = builder.add(start, builder.mul(line.index, ir.Constant(intp, 16)))
+            _prefetch(builder, builder.gep(arr.data, [at]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def _hreduce(builder, vec, combine):
     """Horizontal reduction of an 8-lane vector to a scalar with ``combine(builder, a, b)`` (3 shuffle steps)."""
     for half in (4, 2, 1):
@@ -368,142 +398,171 @@ def _softmax_registers(builder, xs):
 
 MAX_REGISTER_LABELS = 4 * _W  # meanfield_rows handles label rows up to this width
 PIXELS_PER_STEP = 2  # meanfield_rows interleaves this many pixels' updates
+PREFETCH_PIXELS = 6  # with prefetch, meanfield_rows fetches the vertex rows of the pixel this far ahead
 
 
-@intrinsic
-def meanfield_rows(
-    typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
-):
-    """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
+def _meanfield_rows_intrinsic(prefetch: bool):
+    """meanfield_rows, generated with or without prefetching (a separate compile-time specialisation: a runtime
+    switch in the pixel loop slowed the passes that do not prefetch)."""
 
-    Per pixel i, with v = offsets[t][i, r] / L the vertex of corner r of kernel t: e = neg_unary[i] (+ sum
-    over t, r of slice_ws[t][i, r] * verts[t][v] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if
-    write_q; if scatter, bufs[t][chunk, v] += splat_ws[t][i, r] * Q_i for every t, r.
-    neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
-    splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32 or
-    int64 row starts (lattice.row_starts), (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32.
-    L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
-    kernel tuple is unrolled at compile time.
-    """
-    sig = types.void(
-        neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
-    )
+    @intrinsic
+    def meanfield_rows(
+        typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+    ):
+        """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
 
-    def codegen(context, builder, signature, args):
-        nu_v, q_v, verts_v, off_v, slw_v, spw_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
-        ty = signature.args
-        intp = context.get_value_type(types.intp)
+        Per pixel i, with v = offsets[t][i, r] / L the vertex of corner r of kernel t: e = neg_unary[i] (+ sum
+        over t, r of slice_ws[t][i, r] * verts[t][v] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if
+        write_q; if scatter, bufs[t][chunk, v] += splat_ws[t][i, r] * Q_i for every t, r.
+        neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
+        splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32 or
+        int64 row starts (lattice.row_starts), (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32.
+        L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
+        kernel tuple is unrolled at compile time. The prefetching build fetches the vertex rows of later pixels
+        ahead (for vertex arrays far larger than the caches).
+        """
+        sig = types.void(
+            neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+        )
 
-        def array(index, value):
-            return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
-                context, builder, value
-            )
+        def codegen(context, builder, signature, args):
+            nu_v, q_v, verts_v, off_v, slw_v, spw_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
+            ty = signature.args
+            intp = context.get_value_type(types.intp)
 
-        def as_intp(index, value):
-            return context.cast(builder, value, ty[index], types.intp)
-
-        nu = array(0, nu_v)
-        nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
-        q = array(1, q_v)
-        q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
-        chunk = as_intp(7, c_v)
-        kernels = []
-        for t in range(len(ty[2])):
-            off = array((3, t), builder.extract_value(off_v, t))
-            b = array((6, t), builder.extract_value(bufs_v, t))
-            rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
-            kernels.append(
-                dict(
-                    verts=array((2, t), builder.extract_value(verts_v, t)).data,
-                    off=off.data,
-                    nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
-                    slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
-                    splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
-                    bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
+            def array(index, value):
+                return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
+                    context, builder, value
                 )
-            )
-        lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
-        # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
-        accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(PIXELS_PER_STEP)]
 
-        def corners(k, pixel_ids, weights, body):
-            """body(p, row start of the corner's vertex, 8 lanes of its weight) for every corner r of every
-            pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
-            firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
-            with cgutils.for_range(builder, k["nr"]) as r:
-                for p, first in enumerate(firsts):
-                    e = builder.add(first, r.index)
-                    body(
-                        p,
-                        _row_start(context, builder, k["off"], e),
-                        _splat(builder, builder.load(builder.gep(k[weights], [e]))),
+            def as_intp(index, value):
+                return context.cast(builder, value, ty[index], types.intp)
+
+            nu = array(0, nu_v)
+            nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
+            q = array(1, q_v)
+            q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
+            chunk = as_intp(7, c_v)
+            kernels = []
+            for t in range(len(ty[2])):
+                off = array((3, t), builder.extract_value(off_v, t))
+                b = array((6, t), builder.extract_value(bufs_v, t))
+                rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
+                kernels.append(
+                    dict(
+                        verts=array((2, t), builder.extract_value(verts_v, t)).data,
+                        off=off.data,
+                        nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
+                        slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
+                        splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
+                        bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
                     )
-
-        def update(pixel_ids, group):
-            """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels)."""
-            lanes = [ir.Constant(intp, _W * j) for j in range(group)]
-            width = ir.Constant(intp, _W * group)  # == L
-            rows = [builder.mul(i, width) for i in pixel_ids]
-            for acc, row in zip(accs, rows):
-                for a, kb in zip(acc, lanes):
-                    builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
-            with builder.if_then(gather_v):
-                for k in kernels:
-
-                    def gather(p, base, w, k=k):
-                        for a, kb in zip(accs[p], lanes):
-                            x = _vload(builder, k["verts"], builder.add(base, kb))
-                            builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
-
-                    corners(k, pixel_ids, "slice_w", gather)
-            ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[: len(rows)]]
-            with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
-                for i, y_row in zip(pixel_ids, ys):
-                    for g, y in enumerate(y_row):
-                        for j in range(_W):
-                            k = ir.Constant(intp, _W * g + j)
-                            with builder.if_then(builder.icmp_signed("<", k, q_labels)):
-                                builder.store(
-                                    builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
-                                    builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
-                                )
-            with builder.if_then(scatter_v):
-                for k in kernels:
-
-                    def scatter(p, base, w, k=k):
-                        for y, kb in zip(ys[p], lanes):
-                            at = builder.add(base, kb)
-                            _vstore(
-                                builder,
-                                _vadd(builder, _vload(builder, k["bufs"], at), builder.fmul(w, y, flags=_FAST)),
-                                k["bufs"],
-                                at,
-                            )
-
-                    corners(k, pixel_ids, "splat_w", scatter)
-
-        def pixels(group):
-            """Pixels lo..hi-1: PIXELS_PER_STEP equal parts walked side by side (the pixels of a step are far
-            apart, so their latency chains overlap and their splats rarely hit the same vertex), then the
-            remainder one by one."""
-            count = builder.sub(hi_i, lo_i)
-            step = ir.Constant(intp, PIXELS_PER_STEP)
-            steps = builder.sdiv(count, step)
-            with cgutils.for_range(builder, steps) as loop:
-                i = builder.add(lo_i, loop.index)
-                update(
-                    [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)], group
                 )
-            with cgutils.for_range(builder, builder.srem(count, step)) as loop:
-                update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
+            lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
+            # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
+            accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(PIXELS_PER_STEP)]
 
-        groups = builder.sdiv(nl, ir.Constant(intp, _W))
-        for group in range(1, 5):
-            with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
-                pixels(group)
-        return context.get_dummy_value()
+            def corners(k, pixel_ids, weights, body):
+                """body(p, row start of the corner's vertex, 8 lanes of its weight) for every corner r of every
+                pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
+                firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
+                with cgutils.for_range(builder, k["nr"]) as r:
+                    for p, first in enumerate(firsts):
+                        e = builder.add(first, r.index)
+                        body(
+                            p,
+                            _row_start(context, builder, k["off"], e),
+                            _splat(builder, builder.load(builder.gep(k[weights], [e]))),
+                        )
 
-    return sig, codegen
+            def fetch_ahead(pixel_ids, group):
+                """Prefetch the vertex rows that the pixels PREFETCH_PIXELS after pixel_ids will gather and splat
+                (worth it when the vertex arrays far exceed the caches)."""
+                lines = [ir.Constant(intp, 16 * j) for j in range((_W * group + 15) // 16)]
+                for i in pixel_ids:
+                    j = builder.add(i, ir.Constant(intp, PREFETCH_PIXELS))
+                    with builder.if_then(builder.icmp_signed("<", j, hi_i)):
+                        for k in kernels:
+                            first = builder.mul(j, k["nr"])
+                            with cgutils.for_range(builder, k["nr"]) as r:
+                                base = _row_start(context, builder, k["off"], builder.add(first, r.index))
+                                for line in lines:
+                                    _prefetch(builder, builder.gep(k["verts"], [builder.add(base, line)]))
+                                    _prefetch(builder, builder.gep(k["bufs"], [builder.add(base, line)]))
+
+            def update(pixel_ids, group):
+                """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels)."""
+                if prefetch:
+                    fetch_ahead(pixel_ids, group)
+                lanes = [ir.Constant(intp, _W * j) for j in range(group)]
+                width = ir.Constant(intp, _W * group)  # == L
+                rows = [builder.mul(i, width) for i in pixel_ids]
+                for acc, row in zip(accs, rows):
+                    for a, kb in zip(acc, lanes):
+                        builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
+                with builder.if_then(gather_v):
+                    for k in kernels:
+
+                        def gather(p, base, w, k=k):
+                            for a, kb in zip(accs[p], lanes):
+                                x = _vload(builder, k["verts"], builder.add(base, kb))
+                                builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
+
+                        corners(k, pixel_ids, "slice_w", gather)
+                ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[: len(rows)]]
+                with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
+                    for i, y_row in zip(pixel_ids, ys):
+                        for g, y in enumerate(y_row):
+                            for j in range(_W):
+                                k = ir.Constant(intp, _W * g + j)
+                                with builder.if_then(builder.icmp_signed("<", k, q_labels)):
+                                    builder.store(
+                                        builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
+                                        builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
+                                    )
+                with builder.if_then(scatter_v):
+                    for k in kernels:
+
+                        def scatter(p, base, w, k=k):
+                            for y, kb in zip(ys[p], lanes):
+                                at = builder.add(base, kb)
+                                _vstore(
+                                    builder,
+                                    _vadd(builder, _vload(builder, k["bufs"], at), builder.fmul(w, y, flags=_FAST)),
+                                    k["bufs"],
+                                    at,
+                                )
+
+                        corners(k, pixel_ids, "splat_w", scatter)
+
+            def pixels(group):
+                """Pixels lo..hi-1: PIXELS_PER_STEP equal parts walked side by side (the pixels of a step are far
+                apart, so their latency chains overlap and their splats rarely hit the same vertex), then the
+                remainder one by one."""
+                count = builder.sub(hi_i, lo_i)
+                step = ir.Constant(intp, PIXELS_PER_STEP)
+                steps = builder.sdiv(count, step)
+                with cgutils.for_range(builder, steps) as loop:
+                    i = builder.add(lo_i, loop.index)
+                    update(
+                        [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)], group
+                    )
+                with cgutils.for_range(builder, builder.srem(count, step)) as loop:
+                    update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
+
+            groups = builder.sdiv(nl, ir.Constant(intp, _W))
+            for group in range(1, 5):
+                with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
+                    pixels(group)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return meanfield_rows
+
+
+meanfield_rows = _meanfield_rows_intrinsic(False)
+meanfield_rows_prefetch = _meanfield_rows_intrinsic(True)
 
 
 def _transpose8(builder, rows):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deeplab.crf.api import CRFParams, bilateral_features, gaussian_features, refine, resolve_params
-from deeplab.crf.lattice import numba_threads
+from deeplab.crf.kernels import numba_threads
 from deeplab.crf.meanfield import LatticeKernel
 from deeplab.crf.torch_lattice import TorchKernel
 from deeplab.errors import InputError

@@ -1,0 +1,259 @@
+"""The numba kernels of the dense CRF and how they are built and run: threads, serial twins, portable twins.
+
+Each kernel is written once as a plain Python function over row operations (gather_rows, scatter_rows,
+blur_row, softmax_row, meanfield_rows, ...) and compiled in up to four builds:
+
+* parallel (``prange`` over pixel chunks) or serial (no thread pool at all: ``threads=1``, and forked
+  children of a process that already started numba's pool, where the pool would hang);
+* SIMD rows (deeplab.crf.simd, LLVM IR through numba internals) or portable rows (deeplab.crf.portable,
+  plain loops), the latter when ``DEEPLAB_CRF_PORTABLE=1`` is set at import.
+
+Every build has its own qualname, so numba's on-disk caches of the builds never mix. Nothing here changes
+numba's global configuration (threading layer, thread count outside a ``numba_threads`` block).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import types as types_module
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+from numba import njit, prange
+
+from deeplab.crf import portable, simd
+from deeplab.errors import InputError
+
+PORTABLE = os.environ.get("DEEPLAB_CRF_PORTABLE", "").strip() not in ("", "0")
+ROWS = portable if PORTABLE else simd
+ROW_FUNCTIONS = ("gather_rows", "scatter_rows", "blur_row", "softmax_row", "copy_row", "meanfield_rows",
+                 "meanfield_rows_prefetch", "rows_from_columns", "prefetch_row")
+PREFETCH = 8  # vertices ahead whose blur neighbours are prefetched
+LANES = 8  # the label axis of work arrays is zero-padded to a multiple of this (SIMD-friendly rows)
+MAX_REGISTER_LABELS = simd.MAX_REGISTER_LABELS
+
+
+def padded(num_labels: int) -> int:
+    """Label count rounded up to a multiple of LANES (the width of the (N, L) work arrays)."""
+    return -(-num_labels // LANES) * LANES
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def chunk_range(c, nchunks, n):
+    """Items [lo, hi) of chunk c when n items are cut into nchunks near-equal chunks."""
+    return c * n // nchunks, (c + 1) * n // nchunks
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels (plain functions; compiled by build() below)
+
+
+def _reduce_chunks(bufs):
+    """bufs[0] += bufs[1:], (C, M+1, W) private splat buffers -> bufs[0]."""
+    nchunks, m, nl = bufs.shape
+    if nchunks > 1:
+        for v in prange(m):
+            for c in range(1, nchunks):
+                for k in range(nl):
+                    bufs[0, v, k] += bufs[c, v, k]
+
+
+def _splat(values, starts, weight, bufs):
+    """Scatter values (N, W) onto the vertices: bufs[c] = sum over chunk c's pixels i and corners r of
+    weight[i, r] values[i] at the row starting at starts[i, r] (row_starts). bufs: (C, M+1, W), one private
+    buffer per pixel chunk (C = threads; summed by _reduce_chunks). Pixel order makes consecutive scatters
+    hit cached rows."""
+    nchunks = bufs.shape[0]
+    n = values.shape[0]
+    for c in prange(nchunks):
+        bufs[c] = 0.0
+        lo, hi = chunk_range(c, nchunks, n)
+        for i in range(lo, hi):
+            scatter_rows(bufs, c, values[i], starts, weight, i)
+
+
+def _blur(src, a, b, neighbours, reverse):
+    """Blur (M+1, W) vertex values src along every lattice axis (src unchanged; row M must be 0):
+    [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b).
+    Neighbour rows are scattered over the arrays: they are prefetched PREFETCH vertices ahead."""
+    d1, m, _ = neighbours.shape
+    for jj in range(d1):
+        j = d1 - 1 - jj if reverse else jj
+        if jj == 0:
+            x = src
+        elif jj % 2 == 1:
+            x = a
+        else:
+            x = b
+        y = b if jj % 2 == 1 else a
+        for v in prange(m):
+            if v + PREFETCH < m:
+                prefetch_row(x, neighbours[j, v + PREFETCH, 0])
+                prefetch_row(x, neighbours[j, v + PREFETCH, 1])
+            blur_row(y, x, v, neighbours[j, v, 0], neighbours[j, v, 1])
+    return a if d1 % 2 == 1 else b
+
+
+def _softmax_rows(energy, out):
+    """out[i] = softmax(energy[i]) over the label axis; (N, L) float32 (may alias)."""
+    n = out.shape[0]
+    for i in prange(n):
+        copy_row(out[i], energy[i])
+        softmax_row(out[i])
+
+
+def _slice(verts, starts, weight, out):
+    """out[i] = sum_r weight[i, r] verts[row starting at starts[i, r]]; verts: (M+1, W), out: (N, W)."""
+    n, nl = out.shape
+    for i in prange(n):
+        for k in range(nl):
+            out[i, k] = 0.0
+        gather_rows(out[i], verts, starts, weight, i)
+
+
+def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, gather, scatter, write_q):
+    """One fused mean-field update over all pixels, all kernels, all labels.
+
+    For every pixel i (in C chunks, in parallel): energy = -U_i [+ sum_k slice_k(verts_k)_i if gather];
+    Q_i = softmax(energy); if write_q, write its first L' labels to q_out (L', N) (label-major); if scatter,
+    splat Q_i into each kernel's private buffer bufs[k][chunk] for the next update (summed afterwards by
+    _reduce_chunks).
+    verts (M_k+1, L), offsets (row_starts) / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): tuples,
+    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
+    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through a scratch row.
+    Registered twice: ``_meanfield_pass_prefetch`` fetches vertex rows ahead of their use (meanfield_rows_prefetch,
+    for vertex arrays far larger than the caches).
+    """
+    n, nl = neg_unary.shape
+    nk = len(offsets)
+    nchunks = bufs[0].shape[0]
+    for c in prange(nchunks):
+        if scatter:
+            for t in range(nk):
+                bufs[t][c] = 0.0
+        lo, hi = chunk_range(c, nchunks, n)
+        if nl <= MAX_REGISTER_LABELS:
+            meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter,
+                           write_q)
+            continue
+        e = np.empty(nl, np.float32)
+        for i in range(lo, hi):
+            copy_row(e, neg_unary[i])
+            if gather:
+                for t in range(nk):
+                    gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
+            softmax_row(e)
+            if write_q:
+                for k in range(q_out.shape[0]):
+                    q_out[k, i] = e[k]
+            if scatter:
+                for t in range(nk):
+                    scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
+
+
+# ---------------------------------------------------------------------------------------------
+# builds, threads
+
+
+_KERNELS: dict[str, tuple[Callable, dict]] = {}  # name -> (plain function with prange loops, row renames)
+_BUILDS: dict[tuple[str, bool], Callable] = {}  # (name, parallel) -> compiled dispatcher
+_LOCAL = threading.local()
+_LAUNCH_PID: int | None = None  # process that started numba's thread pool
+_NUMBA_LOCK = threading.RLock()
+
+
+def register(fn: Callable, name: str | None = None, rows: dict[str, str] | None = None) -> Callable:
+    """Add a kernel (a plain function using prange and the row functions) to the registry under ``name``;
+    ``rows`` renames row functions for this build (e.g. meanfield_rows -> meanfield_rows_prefetch)."""
+    _KERNELS[name or fn.__name__] = (fn, rows or {})
+    return fn
+
+
+def _build(name: str, parallel: bool) -> Callable:
+    fn, renames = _KERNELS[name]
+    glob = dict(fn.__globals__)
+    glob.update({f: getattr(ROWS, renames.get(f, f)) for f in ROW_FUNCTIONS})
+    glob["chunk_range"] = chunk_range
+    suffix = ("" if name == fn.__name__ else name[len(fn.__name__):]) + ("" if parallel else "_serial") + (
+        "_portable" if PORTABLE else "")
+    g = types_module.FunctionType(fn.__code__, glob, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    g.__module__ = fn.__module__
+    return njit(cache=True, fastmath=True, parallel=parallel)(g)
+
+
+def _serial_mode() -> bool:
+    import numba
+
+    return (getattr(_LOCAL, "serial", False) or numba.config.NUMBA_NUM_THREADS == 1
+            or (_LAUNCH_PID is not None and _LAUNCH_PID != os.getpid()))
+
+
+def kernel(name: str) -> Callable:
+    """The compiled kernel ``name`` in its parallel or serial build for the current caller (built on first use).
+
+    Serial when inside ``numba_threads(1)``, when numba has a single thread, or in a forked child of a
+    process that already ran parallel kernels; otherwise parallel, called under the module lock (numba's
+    workqueue layer aborts on concurrent launches from several threads).
+    """
+    global _LAUNCH_PID
+    parallel = not _serial_mode()
+    key = (name, parallel)
+    if key not in _BUILDS:
+        _BUILDS[key] = _build(name, parallel)
+    fn = _BUILDS[key]
+    if not parallel:
+        return fn
+    _LAUNCH_PID = os.getpid()
+
+    def locked(*args):
+        with _NUMBA_LOCK:
+            return fn(*args)
+
+    return locked
+
+
+def threads_in_use() -> int:
+    """Threads the next kernel call will use (1 when running serial kernels)."""
+    import numba
+
+    return 1 if _serial_mode() else numba.get_num_threads()
+
+
+DEFAULT_THREADS = 1  # two threads measured no faster on typical photos (numba's launch overhead; README)
+
+
+@contextmanager
+def numba_threads(threads: int | None = None):
+    """Run numba kernels with ``threads`` threads (None: DEFAULT_THREADS). threads=1 runs the serial kernels
+    (no thread pool; concurrent callers run in parallel); more threads run the parallel builds, one caller at
+    a time (numba's threading layers are not all safe for concurrent launches)."""
+    import numba
+
+    threads = DEFAULT_THREADS if threads is None else int(threads)
+    if threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    old_serial = getattr(_LOCAL, "serial", False)
+    if threads == 1:
+        _LOCAL.serial = True
+        try:
+            yield
+        finally:
+            _LOCAL.serial = old_serial
+        return
+    with _NUMBA_LOCK:
+        old_threads = numba.get_num_threads()
+        _LOCAL.serial = False
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            _LOCAL.serial = old_serial
+            numba.set_num_threads(old_threads)
+
+
+for _fn in (_reduce_chunks, _splat, _blur, _softmax_rows, _slice, _meanfield_pass):
+    register(_fn)
+register(_meanfield_pass, "_meanfield_pass_prefetch", {"meanfield_rows": "meanfield_rows_prefetch"})

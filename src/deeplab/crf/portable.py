@@ -1,0 +1,108 @@
+"""Plain numba versions of the row kernels of deeplab.crf.simd, with the same signatures and results.
+
+The SIMD intrinsics generate LLVM IR through numba internals that a numba release may change. With
+``DEEPLAB_CRF_PORTABLE=1`` in the environment (read at import) the lattice kernels are built on these loops
+instead: slower, never wrong. CI runs part of the CRF tests that way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from deeplab.crf.simd import ENERGY_FLOOR
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def gather_rows(acc, verts, starts, weight, i):
+    """acc[:L] += sum_r weight[i, r] * verts.flat[starts[i, r] : + L], L = verts.shape[1]."""
+    nl = verts.shape[1]
+    flat = verts.reshape(-1)
+    for r in range(starts.shape[1]):
+        w = weight[i, r]
+        s = starts[i, r]
+        for k in range(nl):
+            acc[k] += w * flat[s + k]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def scatter_rows(bufs, chunk, x, starts, weight, i):
+    """bufs[chunk].flat[starts[i, r] : + L] += weight[i, r] * x[:L], L = bufs.shape[2]."""
+    nl = bufs.shape[2]
+    flat = bufs[chunk].reshape(-1)
+    for r in range(starts.shape[1]):
+        w = weight[i, r]
+        s = starts[i, r]
+        for k in range(nl):
+            flat[s + k] += w * x[k]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def blur_row(y, x, v, n1, n2):
+    """y[v] = x[v] + (x[n1] + x[n2]) / 2."""
+    for k in range(y.shape[1]):
+        y[v, k] = x[v, k] + 0.5 * (x[n1, k] + x[n2, k])
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def softmax_row(e):
+    """e = softmax(e) in place."""
+    mx = e[0]
+    for k in range(1, e.shape[0]):
+        mx = max(mx, e[k])
+    total = np.float32(0.0)
+    for k in range(e.shape[0]):
+        y = np.exp(e[k] - mx) if e[k] - mx > -80.0 else np.float32(0.0)
+        e[k] = y
+        total += y
+    inv = np.float32(1.0) / total
+    for k in range(e.shape[0]):
+        e[k] *= inv
+
+
+@njit(cache=True, inline="always")
+def prefetch_row(x, v):
+    """No-op (the prefetch hint needs the LLVM intrinsic)."""
+
+
+@njit(cache=True, inline="always")
+def copy_row(dst, src):
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def rows_from_columns(dst, src, i0, scale, pad, log_floor):
+    """dst[i0 + j, :] = scale * f(src[:, i0 + j]) for j < 8 (see simd.rows_from_columns)."""
+    nl = src.shape[0]
+    for j in range(8):
+        for k in range(dst.shape[1]):
+            if k >= nl:
+                dst[i0 + j, k] = pad
+            elif log_floor > 0:
+                dst[i0 + j, k] = scale * np.log(max(src[k, i0 + j], log_floor))
+            else:
+                dst[i0 + j, k] = max(scale * src[k, i0 + j], ENERGY_FLOOR)
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+    """Mean-field updates of pixels lo..hi-1 (see simd.meanfield_rows)."""
+    nl = neg_unary.shape[1]
+    nk = len(offsets)
+    e = np.empty(nl, np.float32)
+    for i in range(lo, hi):
+        copy_row(e, neg_unary[i])
+        if gather:
+            for t in range(nk):
+                gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
+        softmax_row(e)
+        if write_q:
+            for k in range(q_out.shape[0]):
+                q_out[k, i] = e[k]
+        if scatter:
+            for t in range(nk):
+                scatter_rows(bufs[t], chunk, e, offsets[t], splat_ws[t], i)
+
+
+meanfield_rows_prefetch = meanfield_rows  # no prefetch hints in plain numba
