@@ -55,8 +55,10 @@ def camvid(data: Path, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def resized(img: np.ndarray, gt: np.ndarray, size: tuple[int, int]):
     w, h = size
-    return (np.array(Image.fromarray(img).resize((w, h), Image.BILINEAR)),
-            np.array(Image.fromarray(gt).resize((w, h), Image.NEAREST)))
+    return (
+        np.array(Image.fromarray(img).resize((w, h), Image.BILINEAR)),
+        np.array(Image.fromarray(gt).resize((w, h), Image.NEAREST)),
+    )
 
 
 def pydensecrf_q(img: np.ndarray, probs: np.ndarray, norm: str = "NORMALIZE_AFTER", iterations: int = 10):
@@ -94,16 +96,23 @@ def bench_image(img: np.ndarray, gt: np.ndarray, rounds: int) -> dict:
     ours = dense_crf(img, probs, threads=1)  # warm: the Gaussian kernel of this size is cached from here on
     dense_crf(img, probs, threads=2)
     ref = pydensecrf_q(img, probs)
-    engines = {"1 thread": lambda: dense_crf(img, probs, threads=1),
-               "2 threads": lambda: dense_crf(img, probs, threads=2), "pydensecrf2": lambda: pydensecrf_q(img, probs)}
+    engines = {
+        "1 thread": lambda: dense_crf(img, probs, threads=1),
+        "2 threads": lambda: dense_crf(img, probs, threads=2),
+        "pydensecrf2": lambda: pydensecrf_q(img, probs),
+    }
     times: dict[str, list[float]] = {k: [] for k in engines}
     for _ in range(rounds):
         for name, fn in engines.items():
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {"times": times, "m_over_n": lattice_ratio(img),
-            "equal": float((ours.argmax(0) == ref.argmax(0)).mean()), "size": (img.shape[1], img.shape[0])}
+    return {
+        "times": times,
+        "m_over_n": lattice_ratio(img),
+        "equal": float((ours.argmax(0) == ref.argmax(0)).mean()),
+        "size": (img.shape[1], img.shape[0]),
+    }
 
 
 def median_ratio(a: list[float], b: list[float]) -> float:
@@ -119,22 +128,34 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> lis
     base, sizes = RESIZED
     img, gt = voc(data, base)
     sets += [(f"{base} resized", f"{w}x{h}", *resized(img, gt, (w, h))) for w, h in sizes]
-    rows = ["| set | image | size | M/N | 1 thread (s) | 2 threads (s) | pydensecrf2 (s) | speed-up, 1 thread "
-            "| 2 threads vs 1 | labels equal |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| set | image | size | M/N | 1 thread (s) | 2 threads (s) | pydensecrf2 (s) | speed-up, 1 thread "
+        "| 2 threads vs 1 | labels equal |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     results = []
     for set_name, name, img, gt in sets:
         r = bench_image(img, gt, rounds)
         t = r["times"]
-        r.update(set=set_name, name=name, speedup=median_ratio(t["pydensecrf2"], t["1 thread"]),
-                 threads=median_ratio(t["1 thread"], t["2 threads"]))
+        r.update(
+            set=set_name,
+            name=name,
+            speedup=median_ratio(t["pydensecrf2"], t["1 thread"]),
+            threads=median_ratio(t["1 thread"], t["2 threads"]),
+        )
         results.append(r)
-        rows.append(f"| {set_name} | {name} | {r['size'][0]}x{r['size'][1]} | {r['m_over_n']:.2f} | "
-                    f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['2 threads']):.3f} | "
-                    f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['threads']:.2f}x | "
-                    f"{100 * r['equal']:.3f}% |")
+        rows.append(
+            f"| {set_name} | {name} | {r['size'][0]}x{r['size'][1]} | {r['m_over_n']:.2f} | "
+            f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['2 threads']):.3f} | "
+            f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['threads']:.2f}x | "
+            f"{100 * r['equal']:.3f}% |"
+        )
         print(rows[-1], file=sys.stderr, flush=True)
-    summary = ["", "| set | images | median speed-up (1 thread) | worst | median 2 threads vs 1 | worst | "
-               "lowest labels equal |", "|---|---:|---:|---:|---:|---:|---:|"]
+    summary = [
+        "",
+        "| set | images | median speed-up (1 thread) | worst | median 2 threads vs 1 | worst | lowest labels equal |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for set_name in dict.fromkeys(r["set"] for r in results):
         part = [r for r in results if r["set"] == set_name]
         summary.append(_summary_row(set_name, part))
@@ -145,8 +166,10 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> lis
 def _summary_row(name: str, part: list[dict]) -> str:
     s = [r["speedup"] for r in part]
     t = [r["threads"] for r in part]
-    return (f"| {name} | {len(part)} | {statistics.median(s):.2f}x | {min(s):.2f}x | {statistics.median(t):.2f}x | "
-            f"{min(t):.2f}x | {100 * min(r['equal'] for r in part):.3f}% |")
+    return (
+        f"| {name} | {len(part)} | {statistics.median(s):.2f}x | {min(s):.2f}x | {statistics.median(t):.2f}x | "
+        f"{min(t):.2f}x | {100 * min(r['equal'] for r in part):.3f}% |"
+    )
 
 
 def rss_mb() -> float:
@@ -182,8 +205,12 @@ def bench_memory(data: Path) -> list[str]:
     for width in (500, 2000):
         mb = {}
         for engine in ("ours", "pydensecrf2"):
-            out = subprocess.run([sys.executable, __file__, "--data", str(data), "--_memory", f"{engine}:{width}"],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--data", str(data), "--_memory", f"{engine}:{width}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             mb[engine] = json.loads(out.strip().splitlines()[-1])["delta_mb"]
         rows.append(f"| {RESIZED[0]} at {width} px wide | {mb['ours']:.0f} | {mb['pydensecrf2']:.0f} |")
     return rows
@@ -241,11 +268,16 @@ def main() -> None:
 
     print(f"deeplab.crf rows: {'portable' if PORTABLE else 'SIMD'} build; numba threads for '2 threads'\n")
     sections = [
-        ("Speed against pydensecrf2 (one thread each unless stated), image by image", bench_speed(
-            args.data, args.rounds, args.camvid, args.quick)),
+        (
+            "Speed against pydensecrf2 (one thread each unless stated), image by image",
+            bench_speed(args.data, args.rounds, args.camvid, args.quick),
+        ),
         ("Peak memory of one call (RSS growth)", bench_memory(args.data)),
-        ("Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 voc_mini "
-         "photos, DeepLab parameters, 10 iterations", bench_exact_agreement(args.data)),
+        (
+            "Agreement with the exact O(N^2) mean field (dense Gaussian kernels) on 60x80 crops of the 13 voc_mini "
+            "photos, DeepLab parameters, 10 iterations",
+            bench_exact_agreement(args.data),
+        ),
     ]
     print("\n\n".join(f"{title}\n\n" + "\n".join(rows) for title, rows in sections))
 

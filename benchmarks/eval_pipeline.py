@@ -31,14 +31,15 @@ def trimap_table(data: Path, n: int) -> None:
     shifted = [np.roll(g, 5, axis=1) for g in gts]  # a prediction with boundary errors
     preds = [np.where(s == 255, 0, s) for s in shifted]
     t0 = time.perf_counter()
-    fast = [band_confusions(p, g, boundary_distance(g), 21, 40) for p, g in zip(preds, gts)]
+    fast = [band_confusions(p, g, boundary_distance(g), 21, 40) for p, g in zip(preds, gts, strict=False)]
     t_fast = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
     slow = [
-        np.stack([confusion_matrix(p, g, 21, mask=trimap_band(g, w)) for w in range(1, 41)]) for p, g in zip(preds, gts)
+        np.stack([confusion_matrix(p, g, 21, mask=trimap_band(g, w)) for w in range(1, 41)])
+        for p, g in zip(preds, gts, strict=False)
     ]
     t_slow = (time.perf_counter() - t0) / n
-    same = all(np.array_equal(a, b) for a, b in zip(fast, slow))
+    same = all(np.array_equal(a, b) for a, b in zip(fast, slow, strict=False))
     print(f"\n### Trimap bands 1..40 px, {n} VOC val masks (identical results: {same})\n")
     print("| method | s / image | ratio |\n|---|---|---|")
     print(f"| distance transform + bincount | {t_fast:.4f} | 1 |")

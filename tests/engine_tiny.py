@@ -11,7 +11,8 @@ from deeplab.engine.config import Config, config_from_dict, merge
 
 
 def tiny_dict(root: Path, **sections) -> dict:
-    """Config dict: width-1/16 LargeFOV with BN, 65 px crops of the 120x90 CamVid frames, 1 thread; sections override."""
+    """Config dict: width-1/16 LargeFOV with BN, 65 px crops of the 120x90 CamVid frames, 1 thread; sections
+    override."""
     base = {
         "model": {"arch": "deeplab-largefov", "width": 0.0625, "batch_norm": True},
         "data": {

@@ -130,9 +130,9 @@ def test_top_level_exports_and_typed_marker():
 @pytest.mark.slow
 def test_help_imports_neither_torch_nor_numba(argv):
     code = (
-        "import sys\nfrom deeplab.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+        f"import sys\nfrom deeplab.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'numba', 'matplotlib', 'scipy') if m in sys.modules]\n"
-        "print('HEAVY', heavy)" % argv
+        "print('HEAVY', heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "HEAVY []" in out, out

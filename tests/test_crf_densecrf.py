@@ -14,7 +14,7 @@ def scene(voc_tiny):
     """A real photo crop (H, W, 3) uint8 and noisy softmax-like scores (5, H, W)."""
     img = np.array(Image.open(voc_tiny / "JPEGImages/2011_000003.jpg").convert("RGB"))[:120, :100].copy()
     rng = np.random.default_rng(0)
-    sm = rng.random((5,) + img.shape[:2]) ** 3
+    sm = rng.random((5, *img.shape[:2])) ** 3
     return img, (sm / sm.sum(0)).astype(np.float32)
 
 

@@ -34,8 +34,13 @@ def test_portable_build_matches_the_simd_build(threads, tmp_path):
     np.savez(tmp_path / "in.npz", img=img, probs=probs)
     env = dict(os.environ)
     env["DEEPLAB_CRF_PORTABLE"] = "1"
-    run = subprocess.run([sys.executable, "-c", CODE, str(tmp_path / "in.npz"), str(threads), str(tmp_path / "q.npy")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", CODE, str(tmp_path / "in.npz"), str(threads), str(tmp_path / "q.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     ref = dense_crf(img, probs, CRFParams(bi_xy_std=20, iterations=5), threads=threads)
     np.testing.assert_allclose(np.load(tmp_path / "q.npy"), ref, atol=2e-5)

@@ -89,7 +89,7 @@ def _fake_voc_sbd(tmp_path: Path):
 
 
 def test_sbd_mat_and_train_aug_merge(tmp_path):
-    voc, sbd = _fake_voc_sbd(tmp_path)
+    _voc, sbd = _fake_voc_sbd(tmp_path)
     seg = np.arange(12, dtype=np.uint8).reshape(3, 4) % 21
     _save_mat(tmp_path / "x.mat", seg)
     np.testing.assert_array_equal(load_sbd_mat(tmp_path / "x.mat"), seg)

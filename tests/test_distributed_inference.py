@@ -53,9 +53,9 @@ def test_evaluate_and_segment_split_across_two_processes(model, camvid_tiny, tmp
         "0",
         "--no-progress",
     ]
-    assert main(args + ["-o", str(tmp_path / "single")]) == 0
+    assert main([*args, "-o", str(tmp_path / "single")]) == 0
     run = subprocess.run(
-        torchrun() + ["--standalone", "--nproc_per_node", "2", "-m", "deeplab.cli", *args, "-o", str(tmp_path / "ddp")],
+        [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "deeplab.cli", *args, "-o", str(tmp_path / "ddp")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,8 +77,8 @@ def test_evaluate_and_segment_split_across_two_processes(model, camvid_tiny, tmp
         "--summary",
     ]
     run = subprocess.run(
-        torchrun()
-        + [
+        [
+            *torchrun(),
             "--standalone",
             "--nproc_per_node",
             "2",

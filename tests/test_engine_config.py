@@ -88,3 +88,18 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(p)
     with pytest.raises(InputError, match="section.key=value"):
         load_config(p, ["lr=0.1"])
+
+
+def test_msc_stage2_config_freezes_the_trained_deeplab():
+    c = load_config(CONFIGS / "voc12_largefov_msc.yaml")
+    assert c.model.arch == "deeplab-largefov-msc" and c.model.init.endswith("model.pt")
+    assert c.train.freeze == ["backbone", "head", "classifier"]
+    assert c.train.bias_lr_mult == 2 and c.train.classifier_lr_mult == 10  # Caffe's lr_mult 2 / 20
+
+
+def test_caffe_bias_multipliers_are_the_default_and_switchable():
+    assert Config().train.bias_lr_mult == 2.0
+    assert config_from_dict({"train": {"bias_lr_mult": 1}}).train.bias_lr_mult == 1.0
+    assert config_from_dict({"train": {"freeze": "backbone"}}).train.freeze == ["backbone"]
+    with pytest.raises(InputError, match="train.freeze"):
+        config_from_dict({"train": {"freeze": 3}})

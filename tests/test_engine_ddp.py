@@ -40,7 +40,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(camvid_tiny, tmp_path):
     script.write_text(WORKER)
     out = tmp_path / "run"
     proc = subprocess.run(
-        torchrun() + ["--standalone", "--nproc_per_node", "2", str(script), str(cfg), str(out)],
+        [*torchrun(), "--standalone", "--nproc_per_node", "2", str(script), str(cfg), str(out)],
         capture_output=True,
         text=True,
         timeout=240,

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -85,7 +87,7 @@ def test_poly_schedule():
     assert lr_at(50, t) == pytest.approx(0.02 * 0.5**0.9)
     assert lr_at(99, t) == pytest.approx(0.02 * 0.01**0.9)
     lrs = [lr_at(i, t) for i in range(100)]
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
 
 
 def test_sgd_step_matches_hand_update():

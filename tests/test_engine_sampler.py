@@ -38,5 +38,5 @@ def test_log_truncation_and_torn_lines(tmp_path):
     assert [r["iteration"] for r in read_log(log)] == [1, 2, 3, 4, 5, 4]
     truncate_log(log, 3)
     assert [json.loads(ln)["iteration"] for ln in log.read_text().splitlines()] == [1, 2, 3]
-    png = plot_curves(read_log(log) + [{"iteration": 3, "val_miou": 0.4}], tmp_path / "curves.png")
+    png = plot_curves([*read_log(log), {"iteration": 3, "val_miou": 0.4}], tmp_path / "curves.png")
     assert png.read_bytes()[:4] == b"\x89PNG"

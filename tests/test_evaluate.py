@@ -19,7 +19,7 @@ C = 5
 class Blocks:
     """In-memory data set: blocky label maps (optionally with a void band), images coloured by label."""
 
-    classes = [f"c{i}" for i in range(C)]
+    classes = tuple(f"c{i}" for i in range(C))
     num_classes = C
 
     def __init__(self, n=4, void_band=True, size=(48, 64)):
@@ -81,7 +81,10 @@ def test_confusion_and_void_trimap_match_brute_force():
     np.testing.assert_array_equal(res.conf, conf)
     for w, ref in bands.items():
         np.testing.assert_array_equal(res.bands[w - 1], ref)
-    crf_pred = lambda im: box_crf(im, shifted_probs(im), {"k": 2}).argmax(0)
+
+    def crf_pred(im):
+        return box_crf(im, shifted_probs(im), {"k": 2}).argmax(0)
+
     conf_crf, bands_crf = _reference(ds, crf_pred, [3], trimap_band)
     np.testing.assert_array_equal(res.conf_crf, conf_crf)
     np.testing.assert_array_equal(res.bands_crf[2], bands_crf[3])
@@ -104,7 +107,10 @@ def test_label_boundary_trimap_for_datasets_without_void_band():
     for w in (1, 4):
         np.testing.assert_array_equal(dist <= w, ndimage.binary_dilation(edge, np.ones((2 * w + 1,) * 2, bool)))
     res = evaluate(ds, shifted_probs, trimap_width=6, workers=0)
-    band = lambda g, w: ndimage.binary_dilation(boundary_mask(g, "labels"), np.ones((2 * w + 1,) * 2, bool))
+
+    def band(g, w):
+        return ndimage.binary_dilation(boundary_mask(g, "labels"), np.ones((2 * w + 1,) * 2, bool))
+
     _, bands = _reference(ds, lambda im: shifted_probs(im).argmax(0), [6], band)
     np.testing.assert_array_equal(res.bands[5], bands[6])
 

@@ -130,9 +130,9 @@ def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, 
 
 def test_cli_errors_exit_2(camvid_model, camvid_tiny, voc_tiny, tmp_path, capsys):
     base = ["evaluate", "--checkpoint", str(camvid_model), "--data", str(voc_tiny), "-o", str(tmp_path)]
-    assert main(base + ["--dataset", "voc"]) == 2
+    assert main([*base, "--dataset", "voc"]) == 2
     assert "11 classes" in capsys.readouterr().err
-    assert main(base + ["--dataset", "camvid"]) == 2
+    assert main([*base, "--dataset", "camvid"]) == 2
     assert "val.txt" in capsys.readouterr().err
     bad = [
         "evaluate",

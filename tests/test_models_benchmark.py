@@ -35,4 +35,4 @@ def test_benchmark_cli(capsys):
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "input 41x41" in out and "random input" in out and "| channels_last |" in out
-    assert cli_main(argv[:-2] + ["--methods", "eager,tensorrt"]) == 2
+    assert cli_main([*argv[:-2], "--methods", "eager,tensorrt"]) == 2

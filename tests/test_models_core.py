@@ -91,7 +91,7 @@ def test_513_input_gives_65():
 
 def test_pooling_is_caffe_ceil_mode():
     bb = build_model("deeplab", width=0.0625).backbone
-    for i, stride in zip(range(1, 6), (2, 2, 2, 1, 1)):
+    for i, stride in zip(range(1, 6), (2, 2, 2, 1, 1), strict=False):
         pool = getattr(bb, f"pool{i}")
         assert (pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode) == (3, stride, 1, True)
     assert all(getattr(bb, f"conv5_{i}").conv.dilation == (2, 2) for i in (1, 2, 3))
@@ -243,7 +243,7 @@ def test_pool_sizes_follow_caffe_for_every_input_size():
     for n in range(1, 70):
         x = torch.zeros(1, 4, n, n)
         want = n
-        for i, s in zip(range(1, 6), (2, 2, 2, 1, 1)):
+        for i, s in zip(range(1, 6), (2, 2, 2, 1, 1), strict=False):
             x = getattr(bb, f"pool{i}")(x)
             want = caffe_pooled_size(want, s=s)
             assert x.shape[-1] == want, (n, i)

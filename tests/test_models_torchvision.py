@@ -27,7 +27,7 @@ def vgg16_state_dict(batch_norm: bool = False, seed: int = 0) -> dict[str, torch
     g = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
     chans = [3] + [c for n, c in STAGES for _ in range(n)]
-    for idx, cin, cout in zip(conv_indices(batch_norm), chans[:-1], chans[1:]):
+    for idx, cin, cout in zip(conv_indices(batch_norm), chans[:-1], chans[1:], strict=False):
         sd[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
         sd[f"features.{idx}.bias"] = torch.randn(cout, generator=g)
         if batch_norm:
@@ -54,7 +54,7 @@ def test_conv_layers_copied_and_conv1_folds_normalisation(vgg16):
     model = build_model("deeplab-largefov")
     pre = init_from_torchvision(model, vgg16)
     names = [f"conv{s + 1}_{i + 1}" for s, (n, _) in enumerate(STAGES) for i in range(n)]
-    for name, idx in list(zip(names, conv_indices(False)))[1:]:
+    for name, idx in list(zip(names, conv_indices(False), strict=False))[1:]:
         assert torch.equal(getattr(model.backbone, name).conv.weight, vgg16[f"features.{idx}.weight"]), name
         assert torch.equal(getattr(model.backbone, name).conv.bias, vgg16[f"features.{idx}.bias"]), name
     # conv1_1 on our preprocessed input == torchvision's conv1_1 on its normalised [0, 1] input

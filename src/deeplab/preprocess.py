@@ -35,9 +35,10 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocess:
-        return cls(mean=tuple(float(v) for v in d["mean"]), bgr=bool(d["bgr"]), scale=float(d.get("scale", 1.0)))
+        m = [float(v) for v in d["mean"]]
+        return cls(mean=(m[0], m[1], m[2]), bgr=bool(d["bgr"]), scale=float(d.get("scale", 1.0)))
 
     def fill_value(self) -> tuple[float, float, float]:
         """RGB 0-255 pixel value that maps to zero input (crop padding with the mean)."""
         m = self.mean[::-1] if self.bgr else self.mean
-        return tuple(float(v) for v in m)
+        return float(m[0]), float(m[1]), float(m[2])

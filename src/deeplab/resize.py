@@ -28,7 +28,7 @@ def fit_within(image: np.ndarray, max_size: int) -> np.ndarray:
     hh, ww = fitted_size(h, w, max_size)
     if (hh, ww) == (h, w):
         return image
-    return np.asarray(Image.fromarray(image).resize((ww, hh), Image.BOX, reducing_gap=3.0))
+    return np.asarray(Image.fromarray(image).resize((ww, hh), Image.Resampling.BOX, reducing_gap=3.0))
 
 
 def _taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -102,7 +102,10 @@ def _shrink_maps(maps, size: tuple[int, int]):
     if maps.shape[1:] == (h, w):
         return maps
     out = np.stack(
-        [np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((w, h), Image.BOX)) for m in maps]
+        [
+            np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((w, h), Image.Resampling.BOX))
+            for m in maps
+        ]
     )
     return out / out.sum(0, keepdims=True)
 
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             )
         index = ann.index
         if work != (h, w):  # nearest neighbour keeps label values (and -1 = unknown)
-            index = np.asarray(Image.fromarray(index.astype(np.int32)).resize(work[::-1], Image.NEAREST))
+            index = np.asarray(Image.fromarray(index.astype(np.int32)).resize(work[::-1], Image.Resampling.NEAREST))
         unary = unary_from_labels(index, len(ann.classes), args.gt_prob, unknown=-1)
         q = dense_crf_unary(image, unary, params, threads=args.threads)
         values, palette = ann.classes, ann.palette

@@ -71,10 +71,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes for the CRF and the writing, overlapping the network (default: 1 on a "
-        "multi-core CPU, 0 = inline)",
+        help="processes for the CRF and the writing, overlapping the network (default: one per CPU core when "
+        "the CRF runs on the CPU; 0 = everything inline, one image after the other)",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch threads for the network (0: torch default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for the network (0: 1 beside CRF workers, else torch's default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -123,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     env = D.setup(device.type)  # cuda under torchrun: each process's local GPU
     try:
         if env.is_main:
-            for e in errors:
-                print(f"deeplab segment: error: {e}", file=sys.stderr)
+            for message in errors:
+                print(f"deeplab segment: error: {message}", file=sys.stderr)
         if env.distributed:
             jobs, device = [jobs[i] for i in D.shard(len(jobs), env)], env.device
         return _segment(args, jobs, errors, skipped, device, env, summary_path, out)
@@ -154,9 +159,12 @@ def _segment(args, jobs, errors, skipped, device, env, summary_path, out) -> int
         except (TypeError, ValueError) as e:
             raise InputError(f"CRF flags: {e}") from None
     on_gpu = device.type != "cpu"
-    workers = args.workers if args.workers is not None else (1 if crf_params and (os.cpu_count() or 1) > 1 else 0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else (cores if crf_params and cores > 1 else 0)
     if on_gpu:
         workers = 0  # the CRF runs on the GPU in this process
+    if workers and not args.threads:
+        torch.set_num_threads(1)  # the workers take the other cores
     if crf_params is None:
         crf_fn = None
     elif on_gpu:
@@ -224,8 +232,8 @@ def _segment(args, jobs, errors, skipped, device, env, summary_path, out) -> int
         f"deeplab segment: {done} of {done + len(result.failed)} images segmented into {out}"
         f" ({'with' if crf_params else 'without'} CRF{rate})" + (f"; {skipped} skipped (existing)" if skipped else "")
     )
-    for e in result.failed:
-        print(f"deeplab segment: error: {e}", file=sys.stderr)
+    for message in result.failed:
+        print(f"deeplab segment: error: {message}", file=sys.stderr)
     if result.failed or errors:
         print(
             f"deeplab segment: error: {len(result.failed) + len(errors)} input(s) could not be segmented",

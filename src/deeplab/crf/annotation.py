@@ -79,10 +79,10 @@ def _has_voc_palette(img: Image.Image, values: np.ndarray) -> bool:
     """True if the palette colours of the used ``values`` are the VOC colours (values are labels)."""
     from deeplab.data.palette import voc_palette
 
-    pal = img.getpalette()
-    if pal is None:
+    raw = img.getpalette()
+    if raw is None:
         return True
-    pal = np.array(pal + [0] * (768 - len(pal)), np.uint8).reshape(-1, 3)
+    pal = np.array(raw + [0] * (768 - len(raw)), np.uint8).reshape(-1, 3)
     return bool(np.array_equal(pal[values], voc_palette()[values]))
 
 
@@ -92,9 +92,9 @@ def read_annotation(path: str | os.PathLike, unknown: int | None = 255, num_labe
     path = Path(path)
     img = open_image(path, "label")
     values = np.array(img) if img.mode in ("P", "L", "I", "I;16") else None
-    colour = values is None or (img.mode == "P" and not _has_voc_palette(img, np.unique(values)))
-    arr = np.array(img.convert("RGB")) if colour else values
     try:
-        return annotation_from_colours(arr) if colour else annotation_from_labels(arr, unknown, num_labels)
+        if values is None or (img.mode == "P" and not _has_voc_palette(img, np.unique(values))):
+            return annotation_from_colours(np.array(img.convert("RGB")))
+        return annotation_from_labels(values, unknown, num_labels)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None

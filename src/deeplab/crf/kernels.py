@@ -24,12 +24,30 @@ import numpy as np
 from numba import njit, prange
 
 from deeplab.crf import portable, simd
+from deeplab.crf.simd import (  # the row functions of the kernels below (_build swaps in the portable ones)
+    blur_row,
+    copy_row,
+    gather_rows,
+    meanfield_rows,
+    prefetch_row,
+    scatter_rows,
+    softmax_row,
+)
 from deeplab.errors import InputError
 
 PORTABLE = os.environ.get("DEEPLAB_CRF_PORTABLE", "").strip() not in ("", "0")
 ROWS = portable if PORTABLE else simd
-ROW_FUNCTIONS = ("gather_rows", "scatter_rows", "blur_row", "softmax_row", "copy_row", "meanfield_rows",
-                 "meanfield_rows_prefetch", "rows_from_columns", "prefetch_row")
+ROW_FUNCTIONS = (
+    "gather_rows",
+    "scatter_rows",
+    "blur_row",
+    "softmax_row",
+    "copy_row",
+    "meanfield_rows",
+    "meanfield_rows_prefetch",
+    "rows_from_columns",
+    "prefetch_row",
+)
 PREFETCH = 8  # vertices ahead whose blur neighbours are prefetched
 LANES = 8  # the label axis of work arrays is zero-padded to a multiple of this (SIMD-friendly rows)
 MAX_REGISTER_LABELS = simd.MAX_REGISTER_LABELS
@@ -135,8 +153,9 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                 bufs[t][c] = 0.0
         lo, hi = chunk_range(c, nchunks, n)
         if nl <= MAX_REGISTER_LABELS:
-            meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter,
-                           write_q)
+            meanfield_rows(
+                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q
+            )
             continue
         e = np.empty(nl, np.float32)
         for i in range(lo, hi):
@@ -176,8 +195,11 @@ def _build(name: str, parallel: bool) -> Callable:
     glob = dict(fn.__globals__)
     glob.update({f: getattr(ROWS, renames.get(f, f)) for f in ROW_FUNCTIONS})
     glob["chunk_range"] = chunk_range
-    suffix = ("" if name == fn.__name__ else name[len(fn.__name__):]) + ("" if parallel else "_serial") + (
-        "_portable" if PORTABLE else "")
+    suffix = (
+        ("" if name == fn.__name__ else name[len(fn.__name__) :])
+        + ("" if parallel else "_serial")
+        + ("_portable" if PORTABLE else "")
+    )
     g = types_module.FunctionType(fn.__code__, glob, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
     g.__qualname__ = fn.__qualname__ + suffix
     g.__module__ = fn.__module__
@@ -187,8 +209,11 @@ def _build(name: str, parallel: bool) -> Callable:
 def _serial_mode() -> bool:
     import numba
 
-    return (getattr(_LOCAL, "serial", False) or numba.config.NUMBA_NUM_THREADS == 1
-            or (_LAUNCH_PID is not None and _LAUNCH_PID != os.getpid()))
+    return (
+        getattr(_LOCAL, "serial", False)
+        or numba.config.NUMBA_NUM_THREADS == 1  # type: ignore[attr-defined]
+        or (_LAUNCH_PID is not None and os.getpid() != _LAUNCH_PID)
+    )
 
 
 def kernel(name: str) -> Callable:
@@ -246,7 +271,7 @@ def numba_threads(threads: int | None = None):
     with _NUMBA_LOCK:
         old_threads = numba.get_num_threads()
         _LOCAL.serial = False
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         try:
             yield
         finally:

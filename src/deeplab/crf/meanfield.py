@@ -20,7 +20,7 @@ import numpy as np
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.kernels import kernel, padded, register, threads_in_use
 from deeplab.crf.lattice import build_lattice, filter_scalar, lattice_filter, row_starts, splat_buffers
-from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY
+from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, rows_from_columns  # (portable twin: kernels._build)
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
@@ -171,8 +171,9 @@ class MeanField:
         if probs.ndim != 2 or not clip > 0:
             raise InputError(f"probs must be (L, N) and clip > 0, got shape {probs.shape} and clip {clip}")
         mf = cls.__new__(cls)
-        mf._start(kernel("_energy_rows")(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)),
-                  probs.shape[0])
+        mf._start(
+            kernel("_energy_rows")(probs, padded(probs.shape[0]), np.float32(1.0), np.float32(clip)), probs.shape[0]
+        )
         return mf
 
     def _start(self, neg_unary: np.ndarray, num_labels: int) -> None:
@@ -231,12 +232,17 @@ class MeanField:
             q = self.step(q)
         return q[:, : self.num_labels]
 
+    def lattice_terms(self) -> list[tuple[LatticeKernel, np.ndarray]]:
+        """The (kernel, compatibility) terms whose kernels are LatticeKernels (all of them when fusable)."""
+        return [(k, c) for k, c in self.terms if isinstance(k, LatticeKernel)]
+
     def _compat_terms(self) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
         """Per kernel: slice weights (Potts weight folded in) and the label map applied to the blurred vertex
         values: None (Potts), (Lp,) per-label factors (other diagonal C) or (Lp, Lp) -C^T (full C).
         energy -= (K Q) C^T, and slicing is linear per label, so C acts on the M blurred rows (M << N)."""
-        slice_ws, label_maps = [], []
-        for k, c in self.terms:
+        slice_ws: list[np.ndarray] = []
+        label_maps: list[np.ndarray | None] = []
+        for k, c in self.lattice_terms():
             scale = -np.diag(c)[: self.num_labels]
             potts = _is_diagonal(c) and np.all(scale == scale[0])
             slice_ws.append(k.slice_weights(scale[0] if potts else 1.0))
@@ -252,7 +258,7 @@ class MeanField:
         """Q as (L, N) float32: fused passes over the pixels, blurs of the vertex rows in between."""
         n, lp = self.neg_unary.shape
         chunks = threads_in_use()
-        kernels = [k for k, _ in self.terms]
+        kernels = [k for k, _ in self.lattice_terms()]
         prefetch = sum((k.lattice.m + 1) * lp * 4 for k in kernels) > PREFETCH_BYTES
         meanfield_pass = kernel("_meanfield_pass_prefetch" if prefetch else "_meanfield_pass")
         reduce_chunks, blur = kernel("_reduce_chunks"), kernel("_blur")
@@ -260,14 +266,13 @@ class MeanField:
         if len({o.dtype for o in offsets}) > 1:  # one dtype for the tuple
             offsets = tuple(o.astype(np.int64) for o in offsets)
         slice_ws, label_maps = self._compat_terms()
-        slice_ws, splat_ws = tuple(slice_ws), tuple(k.splat_w for k in kernels)
+        slice_t, splat_t = tuple(slice_ws), tuple(k.splat_w for k in kernels)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         ping = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         pong = tuple(np.zeros((k.lattice.m + 1, lp), np.float32) for k in kernels)
         q = np.empty((self.num_labels, n), np.float32)
         # Q0 = softmax(-U), splatted for the first update
-        meanfield_pass(self.neg_unary, ping, offsets, slice_ws, splat_ws, bufs, q, False, iterations > 0,
-                       iterations == 0)
+        meanfield_pass(self.neg_unary, ping, offsets, slice_t, splat_t, bufs, q, False, iterations > 0, iterations == 0)
         for it in range(iterations):
             verts = []
             for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps, strict=True):
@@ -279,7 +284,7 @@ class MeanField:
                     v = np.matmul(v, label_map, out=a2 if v is a else a)
                 verts.append(v)
             last = it == iterations - 1
-            meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_ws, splat_ws, bufs, q, True, not last, last)
+            meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_t, splat_t, bufs, q, True, not last, last)
         return q
 
     def kl_divergence(self, q: np.ndarray) -> float:

@@ -78,7 +78,7 @@ def _scatter_group(context, builder, b_p, base, x_p, off_p, w_p, row, nr, kb0, g
         e = builder.add(row, rr.index)
         w = _splat(builder, builder.load(builder.gep(w_p, [e])))
         rowbase = builder.add(base, _row_start(context, builder, off_p, e))
-        for xv, kb in zip(xs, lanes):
+        for xv, kb in zip(xs, lanes, strict=True):
             at = builder.add(rowbase, kb)
             _vstore(
                 builder, builder.fadd(_vload(builder, b_p, at), builder.fmul(w, xv, flags=_FAST), flags=_FAST), b_p, at
@@ -91,16 +91,16 @@ def _gather_group(context, builder, acc_p, verts_p, off_p, w_p, row, nr, kb0, gr
     intp = context.get_value_type(types.intp)
     accs = [cgutils.alloca_once(builder, _VEC) for _ in range(group)]  # promoted to registers by mem2reg
     lanes = [builder.add(kb0, ir.Constant(intp, _W * j)) for j in range(group)]
-    for a, kb in zip(accs, lanes):
+    for a, kb in zip(accs, lanes, strict=True):
         builder.store(_vload(builder, acc_p, kb), a)
     with cgutils.for_range(builder, nr) as rr:
         e = builder.add(row, rr.index)
         w = _splat(builder, builder.load(builder.gep(w_p, [e])))
         base = _row_start(context, builder, off_p, e)
-        for a, kb in zip(accs, lanes):
+        for a, kb in zip(accs, lanes, strict=True):
             x = _vload(builder, verts_p, builder.add(base, kb))
             builder.store(builder.fadd(builder.load(a), builder.fmul(w, x, flags=_FAST), flags=_FAST), a)
-    for a, kb in zip(accs, lanes):
+    for a, kb in zip(accs, lanes, strict=True):
         _vstore(builder, builder.load(a), acc_p, kb)
 
 
@@ -183,7 +183,8 @@ def blur_row(typingctx, y, x, v, n1, n2):
         x_p = _data(context, builder, signature.args[1], args[1])
         nl = cgutils.unpack_tuple(builder, y_arr.shape, 2)[1]
         rows = [
-            builder.mul(context.cast(builder, val, ty, types.intp), nl) for val, ty in zip(args[2:], signature.args[2:])
+            builder.mul(context.cast(builder, val, ty, types.intp), nl)
+            for val, ty in zip(args[2:], signature.args[2:], strict=True)
         ]
 
         def stencil(centre, left, right, half):
@@ -215,8 +216,10 @@ def _prefetch(builder, address):
     """Hint the CPU to fetch the cache line at ``address`` (float*) for reading."""
     i8p = ir.IntType(8).as_pointer()
     fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
-        "llvm.prefetch.p0i8")
+        builder.module,
+        ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
+        "llvm.prefetch.p0i8",
+    )
     i32 = ir.IntType(32)
     builder.call(fn, [builder.bitcast(address, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
@@ -497,21 +500,21 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 lanes = [ir.Constant(intp, _W * j) for j in range(group)]
                 width = ir.Constant(intp, _W * group)  # == L
                 rows = [builder.mul(i, width) for i in pixel_ids]
-                for acc, row in zip(accs, rows):
-                    for a, kb in zip(acc, lanes):
+                for acc, row in zip(accs, rows, strict=False):
+                    for a, kb in zip(acc, lanes, strict=False):
                         builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
                 with builder.if_then(gather_v):
                     for k in kernels:
 
                         def gather(p, base, w, k=k):
-                            for a, kb in zip(accs[p], lanes):
+                            for a, kb in zip(accs[p], lanes, strict=False):
                                 x = _vload(builder, k["verts"], builder.add(base, kb))
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
 
                         corners(k, pixel_ids, "slice_w", gather)
                 ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[: len(rows)]]
                 with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
-                    for i, y_row in zip(pixel_ids, ys):
+                    for i, y_row in zip(pixel_ids, ys, strict=True):
                         for g, y in enumerate(y_row):
                             for j in range(_W):
                                 k = ir.Constant(intp, _W * g + j)
@@ -524,7 +527,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                     for k in kernels:
 
                         def scatter(p, base, w, k=k):
-                            for y, kb in zip(ys[p], lanes):
+                            for y, kb in zip(ys[p], lanes, strict=True):
                                 at = builder.add(base, kb)
                                 _vstore(
                                     builder,
@@ -545,7 +548,8 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 with cgutils.for_range(builder, steps) as loop:
                     i = builder.add(lo_i, loop.index)
                     update(
-                        [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)], group
+                        [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(PIXELS_PER_STEP)],
+                        group,
                     )
                 with cgutils.for_range(builder, builder.srem(count, step)) as loop:
                     update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
@@ -597,7 +601,9 @@ def rows_from_columns(typingctx, dst, src, i0, scale, pad, log_floor):
         width = cgutils.unpack_tuple(builder, d_arr.shape, 2)[1]
         labels, n = cgutils.unpack_tuple(builder, s_arr.shape, 2)
         i0 = context.cast(builder, args[2], signature.args[2], types.intp)
-        scale, pad, floor = (_as_float(context, builder, v, t) for v, t in zip(args[3:], signature.args[3:]))
+        scale, pad, floor = (
+            _as_float(context, builder, v, t) for v, t in zip(args[3:], signature.args[3:], strict=True)
+        )
         take_log = builder.fcmp_ordered(">", floor, ir.Constant(ir.FloatType(), 0.0))
         with cgutils.for_range(builder, builder.sdiv(width, ir.Constant(intp, _W))) as g:
             k0 = builder.mul(g.index, ir.Constant(intp, _W))

@@ -56,6 +56,6 @@ def render_image(
         g = g[tuple(idx)]
     g = np.where(g == ignore_index, 0, g)
     colours = rng.uniform(30, 225, size=(int(g.max()) + 1, 3))
-    img = colours[g] + rng.normal(0, texture, size=g.shape + (3,))
+    img = colours[g] + rng.normal(0, texture, size=(*g.shape, 3))
     img = ndimage.gaussian_filter(img, (blur, blur, 0))
     return img.round().clip(0, 255).astype(np.uint8)

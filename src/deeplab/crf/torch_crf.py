@@ -40,10 +40,9 @@ def _kernel_op(features: np.ndarray, normalization: str, device: torch.device, b
     """A function q (N, L) -> K q for the chosen backend."""
     if backend == "numba":
         with numba_threads():
-            kernel = LatticeKernel(features, normalization)
-        return lambda q: _NumbaFilter.apply(q, kernel)
-    kernel = TorchKernel(torch.from_numpy(features).to(device), normalization)
-    return kernel.apply
+            lattice_kernel = LatticeKernel(features, normalization)
+        return lambda q: _NumbaFilter.apply(q, lattice_kernel)
+    return TorchKernel(torch.from_numpy(features).to(device), normalization).apply
 
 
 def _images_hwc(images: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
@@ -73,7 +72,9 @@ def _fused_no_grad(imgs: np.ndarray, logits: torch.Tensor, params: CRFParams) ->
     """The NumPy engine's fused mean field per image (nothing to differentiate): imgs (B, H, W, 3) float32
     0-255, logits (B, L, H, W) on the CPU -> Q (B, L, H, W) float32."""
     unary = -logits.detach().to(torch.float32).numpy()
-    return torch.stack([torch.from_numpy(refine(img, u, params, None, probs=False)) for img, u in zip(imgs, unary)])
+    return torch.stack(
+        [torch.from_numpy(refine(img, u, params, None, probs=False)) for img, u in zip(imgs, unary, strict=True)]
+    )
 
 
 def dense_crf_torch(

@@ -44,7 +44,7 @@ def unary_from_labels(
             f"labels must lie in [0, {num_labels}) (or equal unknown={unknown}); "
             f"found {np.unique(labels[bad])[:5].tolist()}"
         )
-    u = np.full((num_labels,) + labels.shape, -np.log((1.0 - gt_prob) / (num_labels - 1)), np.float32)
+    u = np.full((num_labels, *labels.shape), -np.log((1.0 - gt_prob) / (num_labels - 1)), np.float32)
     np.put_along_axis(u, np.where(known, labels, 0)[None], np.float32(-np.log(gt_prob)), axis=0)
     u[:, ~known] = np.float32(-np.log(1.0 / num_labels))
     return u

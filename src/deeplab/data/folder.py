@@ -25,7 +25,8 @@ def read_class_file(path: Path) -> tuple[list[str], np.ndarray]:
     """Parse a class list file. Returns (names, (K, 3) uint8 palette; VOC colours where none is given)."""
     if not path.is_file():
         raise InputError(f"class list file not found: {path}")
-    names, colours = [], []
+    names: list[str] = []
+    colours: list[tuple[int, ...] | None] = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -34,7 +35,7 @@ def read_class_file(path: Path) -> tuple[list[str], np.ndarray]:
             raise InputError(f"{path}:{n}: expected 'NAME' or 'NAME R G B', got {line!r}")
         names.append(fields[0])
         try:
-            rgb = tuple(int(v) for v in fields[1:])
+            rgb: tuple[int, ...] = tuple(int(v) for v in fields[1:])
         except ValueError:
             raise InputError(f"{path}:{n}: colour must be three integers 0-255, got {line!r}") from None
         if any(not 0 <= v <= 255 for v in rgb):
@@ -45,9 +46,9 @@ def read_class_file(path: Path) -> tuple[list[str], np.ndarray]:
     if len(names) > 255:
         raise InputError(f"{path}: at most 255 classes (255 is the ignore label), got {len(names)}")
     palette = voc_palette(len(names))
-    for i, rgb in enumerate(colours):
-        if rgb is not None:
-            palette[i] = rgb
+    for i, colour in enumerate(colours):
+        if colour is not None:
+            palette[i] = colour
     return names, palette
 
 

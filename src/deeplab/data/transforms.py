@@ -39,8 +39,8 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
         return image, label
     h, w = label.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    img = np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
-    lab = np.array(Image.fromarray(label).resize(size, Image.NEAREST))
+    img = np.array(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    lab = np.array(Image.fromarray(label).resize(size, Image.Resampling.NEAREST))
     return img, lab
 
 

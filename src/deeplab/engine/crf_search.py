@@ -20,6 +20,7 @@ scored from the cache, in parallel over images (one task = one image x all setti
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import tempfile
 from collections.abc import Callable
@@ -105,6 +106,10 @@ def extend_grid(grid: dict, best: dict) -> dict | None:
     return grown if moved else None
 
 
+def _save_cache(f, *, image: np.ndarray, gt: np.ndarray, probs: np.ndarray) -> None:
+    np.savez(f, image=image, gt=gt, probs=probs)
+
+
 def cache_probabilities(
     dataset, indices: list[int], probs_fn: Callable, cache_dir: Path, progress: Callable[[int], None] | None = None
 ) -> list[Path]:
@@ -116,7 +121,7 @@ def cache_probabilities(
         image, gt = dataset.sample(i)
         probs = np.asarray(probs_fn(image), dtype=np.float16)
         path = Path(cache_dir) / f"{k:05d}.npz"
-        atomic_write(path, lambda f, image=image, gt=gt, probs=probs: np.savez(f, image=image, gt=gt, probs=probs))
+        atomic_write(path, functools.partial(_save_cache, image=image, gt=gt, probs=probs))
         paths.append(path)
         if progress is not None:
             progress(1)

@@ -20,7 +20,7 @@ def param_groups(
     ``bias_lr_mult`` times that without decay. Batch-norm scales and shifts learn at x1 without decay.
     Frozen parameters (requires_grad False) are left out.
     """
-    classifier = {id(p) for p in model.classifier_parameters()}
+    classifier = {id(p) for p in model.classifier_parameters()}  # type: ignore[operator]
     conv_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is not None}
     groups: dict[tuple[bool, str], list[nn.Parameter]] = {}
     for p in model.parameters():

@@ -27,7 +27,8 @@ class ResumableSampler(DistributedSampler):
     """DistributedSampler (shuffle, drop_last) that starts ``start`` samples into its epoch."""
 
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        # DistributedSampler only needs len(dataset): any sized data set will do
+        super().__init__(dataset, num_replicas, rank, shuffle=True, seed=seed, drop_last=True)  # type: ignore[arg-type]
         self.start = 0
 
     def set_position(self, pos: Position) -> None:

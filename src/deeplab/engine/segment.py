@@ -76,7 +76,8 @@ def plan_jobs(found: list[tuple[Path, Path]], out: Path, overlay: bool, save_pro
     two inputs would write the same file, or an output would overwrite an input, be a folder, or be too long."""
     if save_probs is not None and save_probs not in PROBS_FORMATS:
         raise InputError(f"--save-probs must be one of {PROBS_FORMATS}, got {save_probs!r}")
-    jobs, seen = [], {}
+    jobs: list[Job] = []
+    seen: dict[Path, Path] = {}
     for source, rel in found:
         stem = out / rel.with_suffix("")
         job = Job(
@@ -149,6 +150,7 @@ def _read_ahead(jobs: list[Job], depth: int = 4) -> Iterator[tuple[Job, np.ndarr
         for job in jobs:
             if stop.is_set():
                 return
+            item: tuple[Job, np.ndarray | None, str | None]
             try:
                 item = (job, load_rgb(job.source), None)
             except InputError as e:

@@ -16,9 +16,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from deeplab.errors import InputError
 from deeplab.io import atomic_write, clean_temp_files
 from deeplab.outputs import check_output_dir
 from deeplab.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from deeplab.models.deeplab import DeepLab
 
 # Keys that may differ between a checkpoint's config and the config a run is resumed with.
 RESUMABLE_CHANGES = frozenset(
@@ -74,7 +78,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._old: dict[int, object] = {}
+        self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None:
@@ -111,7 +115,7 @@ def segmentation_loss(
     if target.shape[-2:] == (8 * h - 7, 8 * w - 7) and (h, w) != (1, 1):
         from deeplab.models import upsample_logits
 
-        logits = upsample_logits(logits, target.shape[-2:])
+        logits = upsample_logits(logits, (int(target.shape[-2]), int(target.shape[-1])))
     if logits.shape[-2:] != target.shape[-2:]:
         raise InputError(
             f"score map {tuple(logits.shape[-2:])} and subsampled labels {tuple(target.shape[-2:])} "
@@ -138,7 +142,7 @@ def _ignore_sigint(worker_id: int) -> None:
 
 def micro_batches(
     dataset, sampler: ResumableSampler, pos: Position, micro: int, workers: int, stride: int = STRIDE
-) -> Iterator:
+) -> Generator:
     """Endless stream of (input (B, 3, c, c), target (B, h, w)) micro-batches, labels subsampled by ``stride``
     (1: full resolution); advances ``pos`` as it yields."""
     while True:
@@ -177,7 +181,7 @@ def _build(cfg: Config):
     return raw, build_model(cfg.model.arch, raw.num_classes, cfg.model.width, cfg.model.batch_norm)
 
 
-def _start(model: torch.nn.Module, cfg: Config) -> Preprocess:
+def _start(model: DeepLab, cfg: Config) -> Preprocess:
     """model.init into ``model`` (none: Caffe's input convention); returns the Preprocess it trains in."""
     if not cfg.model.init:
         return Preprocess()
@@ -443,6 +447,8 @@ def _validate(model: torch.nn.Module, cfg: Config, preprocess: Preprocess) -> di
         if split is not None:
             data = build_dataset(cfg.data.dataset, cfg.data.root, split)
             result = evaluate(data, model_probs_fn(model, preprocess, backend="eager"), limit=limit or None, workers=0)
+            if result.conf is None:
+                continue
             s = scores(result.conf)
             out.update({f"{prefix}_miou": s["miou"], f"{prefix}_pixel_acc": s["pixel_acc"]})
     return out

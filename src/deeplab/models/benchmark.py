@@ -35,7 +35,7 @@ def _runner(method: str, model: DeepLab, x: torch.Tensor, threads: int, workdir:
     if method == "eager":
         return lambda: model(x)
     if method == "channels_last":
-        m = model.to(memory_format=torch.channels_last)
+        m = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         xc = x.contiguous(memory_format=torch.channels_last)
         return lambda: m(xc)
     if method == "compile":

@@ -66,6 +66,7 @@ def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
 def iter_fields(buf: memoryview):
     """Yield (field number, wire type, value) over one message; value: int (VARINT/I64/I32) or memoryview (LEN)."""
     pos, n = 0, len(buf)
+    value: int | memoryview
     while pos < n:
         key, pos = read_varint(buf, pos)
         num, wt = key >> 3, key & 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +14,7 @@ from deeplab.models.heads import FCHead
 from deeplab.models.msc import MSC_TAPS, MScBranch
 from deeplab.models.variants import HEADS, MSC_SUFFIX, list_models
 from deeplab.models.vgg import AtrousVGG16, output_size
+from deeplab.preprocess import Preprocess
 
 
 class DeepLab(nn.Module):
@@ -21,6 +23,12 @@ class DeepLab(nn.Module):
     forward(x: (B, 3, H, W) float32, preprocessed) -> (B, C, h, w) logits on the stride-8 grid,
     h = ceil((H-1)/8)+1 (= (H-1)//8+1 when (H-1) % 8 == 0, e.g. 321 -> 41, 513 -> 65).
     """
+
+    # set by load_model / the builders (deeplab.models.checkpoint): how to use the weights
+    preprocess: Preprocess
+    classes: list[str]
+    palette: np.ndarray
+    crf: dict | None
 
     def __init__(self, arch: str, num_classes: int = 21, width: float = 1.0, batch_norm: bool = False):
         super().__init__()
@@ -52,16 +60,14 @@ class DeepLab(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
-        if self.msc:
-            for b in self.branches.values():
-                nn.init.normal_(b.score.weight, std=0.001)
-                nn.init.zeros_(b.score.bias)
+        for score, std in [(self.classifier, 0.01)] + [(b.score, 0.001) for b in self.msc_branches()]:
+            nn.init.normal_(score.weight, std=std)
+            nn.init.zeros_(bias_of(score))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
@@ -78,9 +84,12 @@ class DeepLab(nn.Module):
 
     def _classifier_modules(self) -> list[nn.Module]:
         mods: list[nn.Module] = [self.classifier]
-        if self.msc:
-            mods += [b.score for b in self.branches.values()]
+        mods += [b.score for b in self.msc_branches()]
         return mods
+
+    def msc_branches(self) -> list[MScBranch]:
+        """The five multi-scale branches (MSc variants), else none."""
+        return [b for b in self.branches.values() if isinstance(b, MScBranch)] if self.msc else []
 
     def classifier_parameters(self) -> Iterator[nn.Parameter]:
         """fc8 and the MSc score convs: the layers the paper trains at 10x learning rate."""
@@ -102,6 +111,13 @@ class DeepLab(nn.Module):
     def config(self) -> dict:
         """Constructor arguments: build_model(**model.config()) rebuilds the architecture."""
         return {"arch": self.arch, "num_classes": self.num_classes, "width": self.width, "batch_norm": self.batch_norm}
+
+
+def bias_of(conv: nn.Conv2d) -> torch.Tensor:
+    """A convolution's bias (every DeepLab convolution has one)."""
+    if conv.bias is None:
+        raise ValueError(f"{conv} has no bias")
+    return conv.bias
 
 
 def build_model(arch: str, num_classes: int = 21, width: float = 1.0, batch_norm: bool = False) -> DeepLab:

@@ -41,7 +41,7 @@ def export_onnx(
         dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: 8 * k_h - 7, 3: 8 * k_w - 7}}
     # a private NCHW copy in eval mode: the caller's model keeps its mode and memory format (torch.export's
     # dynamic shapes do not trace channels_last weights)
-    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
     onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed, skipping torchvision::nms" etc.
@@ -58,6 +58,8 @@ def export_onnx(
                 output_names=["logits"],
                 external_data=False,
             )
+            if program is None:
+                raise RuntimeError("torch.onnx.export returned no program")
             with atomic_path(path) as tmp:
                 program.save(str(tmp))
     finally:

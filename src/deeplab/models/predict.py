@@ -114,7 +114,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACK
             return runner(x)
         backend = "channels_last"
     if backend == "channels_last":
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
     return model(x)
 

@@ -21,7 +21,7 @@ import torch
 
 from deeplab.errors import InputError
 from deeplab.io import load_torch_file
-from deeplab.models.deeplab import DeepLab
+from deeplab.models.deeplab import DeepLab, bias_of
 from deeplab.models.vgg import CONV_NAMES
 from deeplab.preprocess import Preprocess
 
@@ -108,10 +108,10 @@ def init_from_torchvision(
     taps = torch.tensor(decimation_taps(fc6.kernel_size[0]))
     w6 = w6.view(4096, 512, 7, 7)[keep6][:, :, taps][:, :, :, taps]
     _copy(fc6.weight, w6, "classifier.0.weight (decimated)")
-    _copy(fc6.bias, sd["classifier.0.bias"][keep6], "classifier.0.bias")
+    _copy(bias_of(fc6), sd["classifier.0.bias"][keep6], "classifier.0.bias")
     w7 = sd["classifier.3.weight"].float()[keep7][:, keep6]
     _copy(fc7.weight, w7.view(c, c, 1, 1), "classifier.3.weight")
-    _copy(fc7.bias, sd["classifier.3.bias"][keep7], "classifier.3.bias")
+    _copy(bias_of(fc7), sd["classifier.3.bias"][keep7], "classifier.3.bias")
     torch.nn.init.normal_(model.classifier.weight, std=0.01)
-    torch.nn.init.zeros_(model.classifier.bias)
+    torch.nn.init.zeros_(bias_of(model.classifier))
     return torchvision_preprocess()
