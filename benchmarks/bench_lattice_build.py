@@ -2,7 +2,7 @@
 
     python benchmarks/bench_lattice_build.py [--data ../shared/data] [--repeats 9] [--src DIR ...]
 
-Feature sets of the 500x375 benchmark image (bench_crf.speed_inputs): bilateral (x, y, r, g, b) and
+Feature sets of two voc_mini photos (2007_000123, few lattice vertices; 2007_000129, the most): bilateral (x, y, r, g, b) and
 Gaussian (x, y) features at several standard deviations, plus random features of dimension 1..8.
 Prints a markdown table of the best of --repeats build times (ms), one column per --src (a source
 directory put first on sys.path, e.g. another checkout's src to compare against; default: this
@@ -27,15 +27,16 @@ def feature_sets(data: Path) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_crf import speed_inputs
+    from bench_crf import voc
     from deeplab.crf.api import bilateral_features, gaussian_features
 
-    img, _ = speed_inputs(data)
+    img, _ = voc(data, "2007_000123")
     h, w = img.shape[:2]
     sets = {
         f"bilateral xy {xy} rgb {rgb}": bilateral_features(img, xy, rgb)
         for xy, rgb in [(121, 5), (121, 1), (121, 13), (10, 5), (80, 5)]
     }
+    sets["bilateral xy 121 rgb 5, 2007_000129"] = bilateral_features(voc(data, "2007_000129")[0], 121, 5)
     sets.update({f"gaussian xy {xy}": gaussian_features(h, w, xy) for xy in (3, 1, 10)})
     for d in (1, 2, 3, 5, 8):
         rng = np.random.default_rng(d)
@@ -50,8 +51,12 @@ def child(data: Path, repeats: int) -> None:
     """Print {feature set: [best build time in ms, "N x D", M vertices]} as JSON (deeplab on sys.path)."""
     import time
 
-    from deeplab.crf.kernels import numba_threads
     from deeplab.crf.lattice import build_lattice
+
+    try:
+        from deeplab.crf.kernels import numba_threads
+    except ImportError:  # a --src from before deeplab.crf.kernels
+        from deeplab.crf.lattice import numba_threads
 
     out = {}
     with numba_threads(1):

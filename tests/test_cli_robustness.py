@@ -411,3 +411,36 @@ def test_big_photo_is_segmented_within_max_size(tiny_model, tmp_path, capsys):
     assert "segmented at --max-size 400" in capsys.readouterr().err
     record = json.loads((out / "summary.json").read_text())["records"][0]
     assert record["size"] == [1600, 1200] and record["processed_size"] == [400, 300]
+
+
+def test_without_matplotlib_plots_are_skipped_with_a_note(tiny_model, camvid_tiny, tmp_path, capsys, monkeypatch):
+    import deeplab.engine.plots
+
+    monkeypatch.setattr(deeplab.engine.plots, "plotting_available", lambda: False)
+    monkeypatch.setattr("deeplab.commands.evaluate.plotting_available", lambda: False, raising=False)
+    out = tmp_path / "ev"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tiny_model),
+                "--dataset",
+                "camvid",
+                "--data",
+                str(camvid_tiny),
+                "--split",
+                "test",
+                "--trimap",
+                "3",
+                "--workers",
+                "0",
+                "--no-progress",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "deeplab-v1[plots]" in capsys.readouterr().err
+    assert (out / "metrics.json").is_file() and not (out / "trimap.png").exists()

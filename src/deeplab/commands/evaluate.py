@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deeplab.engine import distributed as D
     from deeplab.engine.evaluate import evaluate, format_table, model_probs_fn
+    from deeplab.engine.plots import PLOTS_EXTRA, plotting_available
     from deeplab.engine.trimap import plot_trimap
     from deeplab.errors import InputError
     from deeplab.io import atomic_write
@@ -154,12 +156,11 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(summary, indent=1)), mode="w")
     print(format_table(summary))
     written = [out / "metrics.json"]
-    if args.trimap:
-        written.append(
-            plot_trimap(
-                summary["trimap"], out / "trimap.png", title=f"{args.dataset} {args.split}: {result.n_images} images"
-            )
-        )
+    if args.trimap and plotting_available():
+        title = f"{args.dataset} {args.split}: {result.n_images} images"
+        written.append(plot_trimap(summary["trimap"], out / "trimap.png", title=title))
+    elif args.trimap:
+        print(f"deeplab evaluate: matplotlib is not installed: no trimap.png ({PLOTS_EXTRA})", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -1,4 +1,4 @@
-"""Permutohedral lattice (Adams, Baek & Davis 2010) as fused numba kernels.
+"""Permutohedral lattice (Adams, Baek & Davis 2010): construction and Gaussian filtering.
 
 Gaussian filtering of N values in a D-dimensional feature space in O(N (D+1) L):
 
@@ -6,9 +6,22 @@ Gaussian filtering of N values in a D-dimensional feature space in O(N (D+1) L):
   (hash table of the enclosing simplex's vertices, barycentric weights, blur neighbours);
 * :func:`lattice_filter` splats (N, L) values onto the vertices (pixel-order scatter into one private
   buffer per thread), blurs along the D+1 lattice axes with the [1/2, 1, 1/2] stencil and slices
-  back — all L channels at once, float32, (N, L) rows;
-* :func:`_meanfield_pass` fuses a whole mean-field update (slice every kernel, add the unary,
-  softmax, splat the new Q for the next update) into one pass over the pixels.
+  back — all L channels at once, float32, (N, L) rows. The fused mean-field pass that does the same
+  inside the CRF's iterations is deeplab.crf.kernels._meanfield_pass; every kernel's builds (parallel or
+  serial, SIMD or portable) are made there.
+
+Two ways to hash the vertices, and which runs when:
+
+* **packed** (``_packed_vertices``, ``_packed_neighbours``): every vertex's first D coordinates packed into
+  one int64 (mixed radix over the coordinate ranges the features can reach, ``_key_layout``), in a
+  linear-probing table of (key, index) pairs; neighbours are key +- a constant. It runs whenever the packed
+  keys fit in 63 bits and D <= 15: every CRF kernel of an image (bilateral D = 5 over positions and colours,
+  Gaussian D = 2) and most other feature sets. It is the fast path (bench_lattice_build.py: 3-5x the general
+  one on the same features).
+* **general** (``_simplices``, ``_vertices``, ``_blur_neighbours``): keys of D int32 coordinates compared
+  element by element. It runs only when the packed keys would not fit: high dimensions or very wide
+  coordinate ranges (e.g. 8 random features, or features divided by tiny standard deviations); there is
+  no packing for those, so it stays.
 
 The lattice scaling (standard deviation ``sqrt(2/3) (D+1)`` in lattice units) and the blur/slice
 constants follow the construction of Adams et al. as used by Krähenbühl & Koltun's dense CRF, so the

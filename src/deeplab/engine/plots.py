@@ -43,6 +43,16 @@ def truncate_log(path: str | os.PathLike, iteration: int) -> None:
         atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in keep)), mode="w")
 
 
+PLOTS_EXTRA = "pip install 'deeplab-v1[plots]'"
+
+
+def plotting_available() -> bool:
+    """True when matplotlib (the ``plots`` extra) is installed; plots are skipped, with a note, otherwise."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def figure(width: float, height: float, panels: int):
     """A matplotlib Figure of ``panels`` side-by-side axes, on its own Agg canvas (no pyplot, no global
     backend change). Returns (figure, list of axes)."""

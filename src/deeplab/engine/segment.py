@@ -203,6 +203,7 @@ def run(
         pending: deque = deque()
 
         def collect(record: dict) -> None:
+            record["finished_s"] = round(time.perf_counter() - t_start, 4)  # since the run started
             records.append(record)
             if progress is not None:
                 progress(1)

@@ -31,7 +31,7 @@ from deeplab.data.transforms import SeededDataset, TrainTransform, subsample_lab
 from deeplab.engine import distributed as D
 from deeplab.engine.config import Config, config_from_dict, dump_config
 from deeplab.engine.optim import build_optimizer, freeze, frozen_norms, lr_at, set_lr
-from deeplab.engine.plots import append_log, plot_curves, read_log, truncate_log
+from deeplab.engine.plots import PLOTS_EXTRA, append_log, plot_curves, plotting_available, read_log, truncate_log
 from deeplab.engine.sampler import Position, ResumableSampler
 from deeplab.engine.state import load_state, save_state
 from deeplab.errors import InputError
@@ -311,6 +311,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
     }
 
     if env.is_main:
+        if not plotting_available():
+            print(f"deeplab train: matplotlib is not installed: no curves.png ({PLOTS_EXTRA})", flush=True)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg)), mode="w")
         truncate_log(log_path, start)
@@ -327,7 +329,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, env: D.DistEnv,
                 meta=meta,
                 train_seconds=elapsed,
             )
-            plot_curves(read_log(log_path), out / "curves.png")
+            if plotting_available():
+                plot_curves(read_log(log_path), out / "curves.png")
 
     bar = None
     if progress and env.is_main:
