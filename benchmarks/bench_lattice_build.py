@@ -2,7 +2,8 @@
 
     python benchmarks/bench_lattice_build.py [--data ../shared/data] [--repeats 9] [--src DIR ...]
 
-Feature sets of two voc_mini photos (2007_000123, few lattice vertices; 2007_000129, the most): bilateral (x, y, r, g, b) and
+Feature sets of two voc_mini photos (2007_000123: few lattice vertices; 2007_000129: the most): bilateral
+(x, y, r, g, b) and
 Gaussian (x, y) features at several standard deviations, plus random features of dimension 1..8.
 Prints a markdown table of the best of --repeats build times (ms), one column per --src (a source
 directory put first on sys.path, e.g. another checkout's src to compare against; default: this
