@@ -1,6 +1,7 @@
 """torch.hub entry points (offline: ``torch.hub.load(repo_dir, "deeplab_largefov_camvid", source="local")``).
 
-Each entry returns a DeepLab nn.Module in eval mode with ``.predict(images)``; see deeplab.models.builders.
+Every builder of deeplab.models.builders (deeplab_vgg16, deeplab_4x4, deeplab_7x7, deeplab_largefov and their
+_msc versions) and deeplab_largefov_camvid; each returns a DeepLab nn.Module with ``.predict(images)``.
 """
 
 import os
@@ -13,28 +14,9 @@ try:
 except ImportError:  # a source checkout: the package lives under src/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src"))
 
-from deeplab.models.builders import (  # noqa: E402
-    deeplab_4x4,
-    deeplab_4x4_msc,
-    deeplab_7x7,
-    deeplab_7x7_msc,
-    deeplab_largefov,
-    deeplab_largefov_msc,
-    deeplab_vgg16,
-    deeplab_vgg16_msc,
-)
+from deeplab.models.builders import BUILDERS, deeplab_largefov  # noqa: E402
 
-__all__ = [
-    "deeplab_4x4",
-    "deeplab_4x4_msc",
-    "deeplab_7x7",
-    "deeplab_7x7_msc",
-    "deeplab_largefov",
-    "deeplab_largefov_camvid",
-    "deeplab_largefov_msc",
-    "deeplab_vgg16",
-    "deeplab_vgg16_msc",
-]
+globals().update(BUILDERS)
 
 
 def deeplab_largefov_camvid(pretrained: bool = True, **kwargs):

@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     frame = sorted((args.data / "camvid" / "test").glob("*.png"))[0]
-    deeplab = [sys.executable, "-m", "deeplab.cli"]
+    deeplab = [sys.executable, "-m", "deeplab"]
     rows = ["| command | --max-size | seconds | peak memory (MB) | exit |", "|---|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "big.jpg"

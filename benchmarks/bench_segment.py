@@ -65,7 +65,7 @@ def pipeline(files: list[Path], model: str, extra: list[str]) -> tuple[float, di
             [
                 sys.executable,
                 "-m",
-                "deeplab.cli",
+                "deeplab",
                 "segment",
                 *map(str, files),
                 "-o",

@@ -34,3 +34,23 @@ def camvid_tiny() -> Path:
 def voc_tiny() -> Path:
     """VOC2012 devkit layout, 3 val / 1 train photos at 0.4x (~200x150), void bands kept."""
     return FIXTURES / "voc_tiny" / "VOC2012"
+
+
+@pytest.fixture(scope="session")
+def tiny_camvid_model(tmp_path_factory) -> Path:
+    """A model file: an untrained width-1/16 DeepLab-LargeFOV with batch norm for the 11 CamVid classes."""
+    import torch
+
+    from deeplab.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
+    from deeplab.models import build_model, save_model
+    from deeplab.preprocess import Preprocess
+
+    torch.manual_seed(0)
+    model = build_model("deeplab-largefov", len(CAMVID_CLASSES), width=0.0625, batch_norm=True).eval()
+    return save_model(
+        tmp_path_factory.mktemp("model") / "tiny.pt",
+        model,
+        classes=CAMVID_CLASSES,
+        palette=CAMVID_PALETTE,
+        preprocess=Preprocess(),
+    )

@@ -1,6 +1,7 @@
 """The Python API in the ecosystem's shape: load_model, builders and registry, batch inference on tensors and
 arrays of any size, torch.hub, top-level exports, and a light ``import deeplab`` / ``deeplab --help``."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -182,51 +183,26 @@ def test_evaluate_accepts_a_runs_checkpoint(camvid_tiny, tmp_path):
         config=config,
         meta=meta,
     )
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(ckpt),
-                "--dataset",
-                "camvid",
-                "--data",
-                str(camvid_tiny),
-                "--split",
-                "test",
-                "-o",
-                str(tmp_path / "ev"),
-                "--no-progress",
-                "--workers",
-                "0",
-            ]
-        )
-        == 0
-    )
     reference = save_model(
         tmp_path / "m.pt", model, classes=CAMVID_CLASSES, palette=CAMVID_PALETTE, preprocess=Preprocess()
     )
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(reference),
-                "--dataset",
-                "camvid",
-                "--data",
-                str(camvid_tiny),
-                "--split",
-                "test",
-                "-o",
-                str(tmp_path / "ref"),
-                "--no-progress",
-                "--workers",
-                "0",
-            ]
-        )
-        == 0
-    )
-    a = (tmp_path / "ev" / "metrics.json").read_text().split('"confusion"')[1]
-    b = (tmp_path / "ref" / "metrics.json").read_text().split('"confusion"')[1]
-    assert a == b
+    confusions = []
+    for name, path in (("ev", ckpt), ("ref", reference)):
+        argv = f"evaluate --model {path} --dataset camvid --data {camvid_tiny} --split test --no-progress --workers 0"
+        assert main([*argv.split(), "-o", str(tmp_path / name)]) == 0
+        confusions.append(json.loads((tmp_path / name / "metrics.json").read_text())["confusion"])
+    assert confusions[0] == confusions[1]
+
+
+def test_the_gpu_crf_path_equals_the_numpy_engine(frames):
+    """segment's CRF on a GPU runs the pure-torch lattice; on CPU tensors it must give the NumPy engine's Q."""
+    from deeplab.models.inference import refine_with_crf
+
+    image = np.ascontiguousarray(frames[0][:90, :120])
+    rng = np.random.default_rng(0)
+    probs = torch.from_numpy(rng.random((2, 5, 90, 120)).astype(np.float32))
+    probs /= probs.sum(1, keepdim=True)
+    params = CRFParams(bi_xy_std=30, iterations=4)
+    numpy_q = refine_with_crf([image, image], probs, params, engine="numpy")
+    torch_q = refine_with_crf([image, image], probs, params, engine="torch")
+    torch.testing.assert_close(torch_q, numpy_q, atol=2e-4, rtol=0)

@@ -18,28 +18,18 @@ from PIL import Image
 
 from deeplab.cli import main
 from deeplab.crf import dense_crf_unary
-from deeplab.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from deeplab.data.images import load_rgb
 from deeplab.engine.trainer import run_folder_lock
 from deeplab.errors import InputError
-from deeplab.models import build_model, load_model, save_model
-from deeplab.preprocess import Preprocess
+from deeplab.models import load_model
 from engine_tiny import tiny_dict, write_config
 
-CLI = [sys.executable, "-m", "deeplab.cli"]
+CLI = [sys.executable, "-m", "deeplab"]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("deeplab-largefov", len(CAMVID_CLASSES), width=0.0625, batch_norm=True).eval()
-    return save_model(
-        tmp_path_factory.mktemp("model") / "tiny.pt",
-        model,
-        classes=CAMVID_CLASSES,
-        palette=CAMVID_PALETTE,
-        preprocess=Preprocess(),
-    )
+def tiny_model(tiny_camvid_model):
+    return tiny_camvid_model
 
 
 @pytest.fixture()
@@ -207,22 +197,8 @@ def test_segment_into_a_read_only_folder(tiny_model, photos, tmp_path, capsys):
 def test_segment_writes_the_readable_images_when_one_is_missing(tiny_model, photos, tmp_path, capsys):
     good = sorted(photos.iterdir())[0]
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "segment",
-                str(good),
-                str(tmp_path / "missing.jpg"),
-                "-o",
-                str(out),
-                "--model",
-                str(tiny_model),
-                "--no-crf",
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
+    argv = f"segment {good} {tmp_path / 'missing.jpg'} -o {out} --model {tiny_model} --no-crf --no-progress".split()
+    assert main(argv) == 2
     assert_clean_error(capsys, "missing.jpg")
     assert (out / f"{good.stem}.png").is_file()
 
@@ -251,22 +227,8 @@ def test_crf_bad_outputs_and_flags(voc_tiny, tmp_path, capsys, args, words):
 def test_other_commands_bad_outputs_and_flags(tiny_model, camvid_tiny, tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tiny_model),
-                "--dataset",
-                "camvid",
-                "--data",
-                str(camvid_tiny),
-                "-o",
-                str(a_file),
-            ]
-        )
-        == 2
-    )
+    argv = f"evaluate --model {tiny_model} --dataset camvid --data {camvid_tiny} -o {a_file}".split()
+    assert main(argv) == 2
     assert_clean_error(capsys, "is a file")
     assert main(["export", str(tiny_model), "-o", str(tmp_path / "dir") + "/"]) == 2
     assert_clean_error(capsys, "is a folder")
@@ -311,34 +273,23 @@ def test_a_bad_sample_in_a_loader_worker_is_one_line(camvid_tiny, tmp_path, caps
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_at_start_up_and_during_the_crf(tiny_model, photos, tmp_path, sig, code):
-    """A signal at any moment: while Python starts and imports, and while compiled CRF kernels run."""
+    """A signal at any moment: while Python starts and imports, while compiled CRF kernels run, and while numba
+    compiles them (an empty cache folder)."""
     big = tmp_path / "big"
     big.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)).save(big / "a.png")
-    for delay in (0.05, 0.3, 2.5):
-        proc = subprocess.Popen(
-            [
-                *CLI,
-                "segment",
-                str(big),
-                "-o",
-                str(tmp_path / f"o{delay}"),
-                "--model",
-                str(tiny_model),
-                "--workers",
-                "0",
-                "--no-progress",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    fresh_cache = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    for delay, env in ((0.05, None), (0.3, None), (2.5, None), (4.0, fresh_cache)):
+        argv = f"segment {big} -o {tmp_path / f'o{delay}'} --model {tiny_model} --workers 0 --no-progress".split()
+        proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         time.sleep(delay)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=300)
         if proc.returncode == 0:  # finished before the signal arrived
             continue
-        assert proc.returncode == code, err
+        # -sig: killed by the signal's default action while the interpreter itself started (a shell shows
+        # 128 + sig, the same as our exit code)
+        assert proc.returncode in (code, -sig), err
         assert "Traceback" not in err and "SystemError" not in err
 
 
@@ -389,24 +340,9 @@ def test_big_photo_is_segmented_within_max_size(tiny_model, tmp_path, capsys):
     img[:, 800:] = 255
     Image.fromarray(img).save(big)
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "segment",
-                str(big),
-                "-o",
-                str(out),
-                "--model",
-                str(tiny_model),
-                "--max-size",
-                "400",
-                "--no-progress",
-                "--summary",
-                str(out / "summary.json"),
-            ]
-        )
-        == 0
-    )
+    argv = f"segment {big} -o {out} --model {tiny_model} --max-size 400 --no-progress".split()
+    argv += ["--summary", str(out / "summary.json")]
+    assert main(argv) == 0
     assert Image.open(out / "big.png").size == (1600, 1200)
     assert "segmented at --max-size 400" in capsys.readouterr().err
     record = json.loads((out / "summary.json").read_text())["records"][0]
@@ -419,28 +355,8 @@ def test_without_matplotlib_plots_are_skipped_with_a_note(tiny_model, camvid_tin
     monkeypatch.setattr(deeplab.engine.plots, "plotting_available", lambda: False)
     monkeypatch.setattr("deeplab.commands.evaluate.plotting_available", lambda: False, raising=False)
     out = tmp_path / "ev"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tiny_model),
-                "--dataset",
-                "camvid",
-                "--data",
-                str(camvid_tiny),
-                "--split",
-                "test",
-                "--trimap",
-                "3",
-                "--workers",
-                "0",
-                "--no-progress",
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = f"evaluate --model {tiny_model} --dataset camvid --data {camvid_tiny} --split test --trimap 3".split()
+    argv += ["--workers", "0", "--no-progress", "-o", str(out)]
+    assert main(argv) == 0
     assert "deeplab-v1[plots]" in capsys.readouterr().err
     assert (out / "metrics.json").is_file() and not (out / "trimap.png").exists()

@@ -2,7 +2,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import deeplab.weights
@@ -10,16 +9,11 @@ from deeplab.cli import main
 from deeplab.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from deeplab.data.palette import full_palette
 from deeplab.errors import InputError
-from deeplab.models import build_model, save_model
-from deeplab.preprocess import Preprocess
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("deeplab-largefov", len(CAMVID_CLASSES), width=0.0625, batch_norm=True).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(path, model, classes=CAMVID_CLASSES, palette=CAMVID_PALETTE, preprocess=Preprocess())
+def tiny_model(tiny_camvid_model):
+    return tiny_camvid_model
 
 
 @pytest.fixture()

@@ -8,12 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from deeplab.cli import main
-from deeplab.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
-from deeplab.models import build_model, save_model
-from deeplab.preprocess import Preprocess
 
 
 def torchrun() -> list[str]:
@@ -22,16 +18,8 @@ def torchrun() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_model("deeplab-largefov", 11, width=0.0625, batch_norm=True).eval()
-    return save_model(
-        tmp_path_factory.mktemp("m") / "m.pt",
-        net,
-        classes=CAMVID_CLASSES,
-        palette=CAMVID_PALETTE,
-        preprocess=Preprocess(),
-    )
+def model(tiny_camvid_model):
+    return tiny_camvid_model
 
 
 @pytest.mark.slow
@@ -55,7 +43,7 @@ def test_evaluate_and_segment_split_across_two_processes(model, camvid_tiny, tmp
     ]
     assert main([*args, "-o", str(tmp_path / "single")]) == 0
     run = subprocess.run(
-        [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "deeplab.cli", *args, "-o", str(tmp_path / "ddp")],
+        [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "deeplab", *args, "-o", str(tmp_path / "ddp")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,7 +71,7 @@ def test_evaluate_and_segment_split_across_two_processes(model, camvid_tiny, tmp
             "--nproc_per_node",
             "2",
             "-m",
-            "deeplab.cli",
+            "deeplab",
             *seg,
             str(tmp_path / "seg" / "summary.json"),
             "-o",

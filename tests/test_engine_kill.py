@@ -26,7 +26,7 @@ def test_killed_run_checkpoints_and_resumes_on_the_same_trajectory(camvid_tiny, 
     )
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deeplab.cli", "train", str(cfg), "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "deeplab", "train", str(cfg), "--out", str(out), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

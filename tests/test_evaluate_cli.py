@@ -108,23 +108,8 @@ def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, 
     assert load_model(ckpt).crf == log["chosen"]
     out = capsys.readouterr().out
     assert "decision:" in out and "defaults" in out
-    assert (
-        main(
-            [
-                "crf-search",
-                "--model",
-                "default",
-                "--dataset",
-                "camvid",
-                "--data",
-                str(camvid_tiny),
-                "--images",
-                "1",
-                "--write",
-            ]
-        )
-        == 2
-    )
+    argv = f"crf-search --model default --dataset camvid --data {camvid_tiny} --images 1 --write".split()
+    assert main(argv) == 2
     assert "read-only" in capsys.readouterr().err
 
 
@@ -150,19 +135,5 @@ def test_cli_errors_exit_2(camvid_model, camvid_tiny, voc_tiny, tmp_path, capsys
     ]
     assert main(bad) == 2
     assert "sigma" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "evaluate",
-                "--checkpoint",
-                str(tmp_path / "none.pt"),
-                "--dataset",
-                "camvid",
-                "--data",
-                "x",
-                "-o",
-                str(tmp_path),
-            ]
-        )
-        == 2
-    )
+    argv = f"evaluate --checkpoint {tmp_path / 'none.pt'} --dataset camvid --data x -o {tmp_path}".split()
+    assert main(argv) == 2

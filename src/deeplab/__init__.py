@@ -10,8 +10,9 @@ Names are imported on first use, so ``import deeplab`` (and the ``deeplab`` comm
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from deeplab._lazy import lazy_exports
+
+TYPE_CHECKING = False  # (not typing's: importing typing would slow every start of the command)
 
 __version__ = "0.2.0"
 
@@ -56,13 +57,4 @@ if TYPE_CHECKING:
     from deeplab.models.variants import list_models
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'deeplab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("deeplab", globals(), _EXPORTS)

@@ -65,19 +65,28 @@ def one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _interrupted(error: BaseException) -> bool:
-    """numba's dispatcher turns a KeyboardInterrupt raised during a compiled call into a SystemError."""
+def _interruption(error: BaseException) -> type | None:
+    """KeyboardInterrupt or Terminated if ``error`` came from one (numba's dispatcher and compiler wrap a
+    signal raised while they run in other exception types), else None."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, (KeyboardInterrupt, Terminated)):
-            return True
+            return type(seen) if isinstance(seen, Terminated) else KeyboardInterrupt
         seen = seen.__context__ or seen.__cause__
-    return "KeyboardInterrupt" in str(error)
+    text = str(error)
+    if "KeyboardInterrupt" in text:
+        return KeyboardInterrupt
+    return Terminated if "Terminated" in text else None
 
 
 def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    old = {}
+    if main_thread:  # SIGINT raises KeyboardInterrupt, SIGTERM Terminated: each command can finish cleanly
+        old = {
+            signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
+        }
     command = "deeplab"
     try:
         parser = build_parser()
@@ -96,14 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, OSError) as e:
         print(f"{command}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except SystemError as e:
-        if _interrupted(e):
-            print(f"{command}: interrupted", file=sys.stderr)
-            return 130
-        raise
+    except Exception as e:  # numba wraps a signal raised inside compiled code or its compiler (SystemError, ...)
+        cause = _interruption(e)
+        if cause is None:
+            raise
+        print(f"{command}: {'terminated' if cause is Terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if cause is Terminated else 130
     finally:
-        if main_thread and old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

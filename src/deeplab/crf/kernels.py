@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from deeplab.crf import portable, simd
+from deeplab.crf.portable import meanfield_rows as wide_rows  # label rows wider than the registers
 from deeplab.crf.simd import (  # the row functions of the kernels below (_build swaps in the portable ones)
     blur_row,
     copy_row,
@@ -140,7 +141,8 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
     _reduce_chunks).
     verts (M_k+1, L), offsets (row_starts) / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): tuples,
     one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
-    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through a scratch row.
+    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through the plain loops of
+    deeplab.crf.portable (wide_rows).
     Registered twice: ``_meanfield_pass_prefetch`` fetches vertex rows ahead of their use (meanfield_rows_prefetch,
     for vertex arrays far larger than the caches).
     """
@@ -157,19 +159,7 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                 neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q
             )
             continue
-        e = np.empty(nl, np.float32)
-        for i in range(lo, hi):
-            copy_row(e, neg_unary[i])
-            if gather:
-                for t in range(nk):
-                    gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
-            softmax_row(e)
-            if write_q:
-                for k in range(q_out.shape[0]):
-                    q_out[k, i] = e[k]
-            if scatter:
-                for t in range(nk):
-                    scatter_rows(bufs[t], c, e, offsets[t], splat_ws[t], i)
+        wide_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Process-group setup for torchrun (multi-GPU / multi-node) and the few collectives the trainer needs.
 
-Launch: ``torchrun --nproc_per_node N -m deeplab.cli train cfg.yaml`` (or the ``deeplab`` script via
+Launch: ``torchrun --nproc_per_node N -m deeplab train cfg.yaml`` (or the ``deeplab`` script via
 ``torchrun --nproc_per_node N $(which deeplab) train ...``). torchrun sets RANK, WORLD_SIZE and LOCAL_RANK;
 without them the run is a single process. Backend: NCCL on CUDA, gloo on CPU.
 """

@@ -6,8 +6,9 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from deeplab._lazy import lazy_exports
+
+TYPE_CHECKING = False  # (not typing's: importing typing would slow every start of the command)
 
 _EXPORTS = {
     "DeepLab": "deeplab.models.deeplab",
@@ -57,13 +58,4 @@ if TYPE_CHECKING:
     from deeplab.models.vgg import output_size
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'deeplab.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("deeplab.models", globals(), _EXPORTS)

@@ -77,16 +77,20 @@ def resolve_model(model: Any, device: str | torch.device | None = None):
     return model
 
 
-def refine_with_crf(images: list[np.ndarray], probs: torch.Tensor, params, threads: int | None = 1) -> torch.Tensor:
-    """Dense CRF of same-size images: probs (B, C, H, W) -> refined (B, C, H, W), on probs' device
-    (the NumPy engine on CPU, the torch lattice elsewhere)."""
-    from deeplab.crf import dense_crf
+def refine_with_crf(
+    images: list[np.ndarray], probs: torch.Tensor, params, threads: int | None = 1, engine: str = "auto"
+) -> torch.Tensor:
+    """Dense CRF of same-size images: probs (B, C, H, W) -> refined (B, C, H, W), on probs' device.
 
-    if probs.device.type == "cpu":
-        out = [dense_crf(im, p.numpy(), params, threads=threads) for im, p in zip(images, probs, strict=True)]
-        return torch.from_numpy(np.stack(out))
-    from deeplab.crf import dense_crf_torch
+    engine: "numpy" (the fused NumPy engine, CPU), "torch" (the pure-torch lattice, any device) or "auto"
+    (numpy on CPU, torch elsewhere, e.g. CUDA)."""
+    from deeplab.crf import dense_crf, dense_crf_torch
 
+    if engine == "auto":
+        engine = "numpy" if probs.device.type == "cpu" else "torch"
+    if engine == "numpy":
+        out = [dense_crf(im, p.cpu().numpy(), params, threads=threads) for im, p in zip(images, probs, strict=True)]
+        return torch.from_numpy(np.stack(out)).to(probs.device)
     batch = torch.from_numpy(np.stack(images)).to(probs.device).permute(0, 3, 1, 2)
     return dense_crf_torch(batch, probs.clamp_min(1e-5).log(), params, backend="torch")
 
