@@ -20,7 +20,6 @@ import types as types_module
 from collections.abc import Callable
 from contextlib import contextmanager
 
-import numpy as np
 from numba import njit, prange
 
 from deeplab.crf import portable, simd
