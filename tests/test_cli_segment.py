@@ -93,3 +93,32 @@ def test_default_model_resolves_inside_the_package(tiny_model, monkeypatch):
     with pytest.raises(InputError, match="--model PATH"):
         deeplab.weights.resolve_model_path("default")
     assert deeplab.weights.resolve_model_path(str(tiny_model)) == tiny_model
+
+
+def test_segment_recursive_skip_existing_probs_and_summary(tiny_model, camvid_tiny, tmp_path, capsys):
+    import json
+
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    frames = sorted((camvid_tiny / "test").glob("*.png"))
+    shutil.copy(frames[0], tree / "top.png")
+    shutil.copy(frames[1], tree / "a" / "b" / "deep.png")
+    out = tmp_path / "out"
+    argv = ["segment", str(tree), "-o", str(out), "--model", str(tiny_model), "--no-progress"]
+    assert main(argv) == 0  # without --recursive: the top folder only
+    assert (out / "top.png").is_file() and not (out / "a").exists()
+    (out / "top.png").unlink()
+    assert main([*argv, "--recursive", "--save-probs", "npz", "--summary", str(out / "s.json"), "--bi-w", "5"]) == 0
+    assert (out / "top.png").is_file() and (out / "a" / "b" / "deep.png").is_file()
+    with np.load(out / "a" / "b" / "deep_probs.npz") as z:
+        probs = z["probs"]
+    assert probs.dtype == np.float16 and probs.shape == (11, 90, 120)
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1, atol=1e-2)
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["images"] == 2 and summary["crf"]["bi_w"] == 5
+    record = summary["records"][0]
+    assert record["size"] == [120, 90] and abs(sum(record["class_fractions"].values()) - 1) < 1e-4
+    before = (out / "top.png").stat().st_mtime_ns
+    assert main([*argv, "--recursive", "--skip-existing"]) == 0
+    assert "nothing to do (2 image(s) already segmented" in capsys.readouterr().out
+    assert (out / "top.png").stat().st_mtime_ns == before

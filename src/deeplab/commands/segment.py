@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if args.skip_existing:
         todo = [j for j in jobs if not all(p.is_file() for p in j.outputs())]
         skipped, jobs = len(jobs) - len(todo), todo
+    if not jobs:
+        for message in errors:
+            print(f"deeplab segment: error: {message}", file=sys.stderr)
+        print(f"deeplab segment: nothing to do ({skipped} image(s) already segmented in {out})")
+        return 2 if errors else 0
 
     import torch
 
