@@ -360,3 +360,33 @@ def test_without_matplotlib_plots_are_skipped_with_a_note(tiny_model, camvid_tin
     assert main(argv) == 0
     assert "deeplab-v1[plots]" in capsys.readouterr().err
     assert (out / "metrics.json").is_file() and not (out / "trimap.png").exists()
+
+
+@pytest.mark.slow
+def test_crf_output_survives_a_failed_rewrite(voc_tiny, tmp_path):
+    image = voc_tiny / "JPEGImages/2007_000033.jpg"
+    mask = voc_tiny / "SegmentationClass/2007_000033.png"
+    out = tmp_path / "refined.png"
+    assert main(["crf", str(image), "--labels", str(mask), "-o", str(out)]) == 0
+    good = out.read_bytes()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    proc = run_cli(["crf", image, "--labels", mask, "-o", out], preexec_fn=limit)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cannot write" in proc.stderr
+    assert out.read_bytes() == good
+
+
+@pytest.mark.slow
+def test_interrupting_a_crf_search_with_worker_processes(tiny_model, camvid_tiny, tmp_path):
+    """Ctrl-C reaches the whole process group: the workers ignore it, the main process ends the pool, 130."""
+    argv = f"crf-search --model {tiny_model} --dataset camvid --data {camvid_tiny} --split train+val+test --images 8"
+    argv = [*CLI, *argv.split(), "--grid", "paper", "--workers", "2", "--no-progress", "-o", str(tmp_path / "s.json")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(8)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not (tmp_path / "s.json").exists()

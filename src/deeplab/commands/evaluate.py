@@ -1,4 +1,4 @@
-"""``deeplab evaluate --checkpoint M.pt --dataset camvid --data ROOT --split test [--crf] [--trimap] -o OUT``."""
+"""``deeplab evaluate --model M.pt --dataset camvid --data ROOT --split test [--crf] [--trimap] -o OUT``."""
 
 from __future__ import annotations
 
