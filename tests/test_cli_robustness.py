@@ -155,12 +155,12 @@ def test_a_model_with_nan_weights_is_named_as_the_cause(tiny_model, photos, tmp_
         load_model(broken)
 
 
-def test_a_model_file_without_preprocess_mean_is_reported(tiny_model, tmp_path, capsys):
+def test_a_model_file_without_preprocess_mean_is_reported(tiny_model, photos, tmp_path, capsys):
     ckpt = torch.load(tiny_model, weights_only=True)
     del ckpt["preprocess"]["mean"]
     bad = tmp_path / "nomean.pt"
     torch.save(ckpt, bad)
-    assert main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(bad)]) == 2
+    assert main(["segment", str(photos), "-o", str(tmp_path / "o"), "--model", str(bad)]) == 2
     assert_clean_error(capsys, "nomean.pt", "mean")
 
 

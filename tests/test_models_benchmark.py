@@ -10,8 +10,10 @@ from deeplab.models.benchmark import bench_forward, markdown_table
 @pytest.mark.slow
 def test_bench_forward_methods_agree_with_eager():
     model = build_model("deeplab-largefov", width=0.0625)
-    results = bench_forward(model, size=41, methods=("eager", "channels_last", "onnxruntime"), repeats=2, threads=1)
-    assert [r.method for r in results] == ["eager", "channels_last", "onnxruntime"]
+    results = bench_forward(
+        model, size=41, methods=("eager", "channels_last", "onnxruntime", "default"), repeats=2, threads=1
+    )
+    assert [r.method for r in results] == ["eager", "channels_last", "onnxruntime", "default"]
     assert all(len(r.times) == 2 and r.median_s > 0 for r in results)
     assert max(r.max_abs_diff for r in results) < 1e-3
     table = markdown_table(results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "time the network forward on CPU: eager vs channels_last vs torch.compile vs onnxruntime"
+HELP = "time the network forward on CPU: eager vs channels_last vs torch.compile vs onnxruntime vs the default"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
     parser.add_argument(
         "--methods",
-        default="eager,channels_last,compile,onnxruntime",
-        help="comma-separated subset of eager, channels_last, compile, onnxruntime",
+        default="eager,channels_last,compile,onnxruntime,default",
+        help="comma-separated subset of eager, channels_last, compile, onnxruntime, default (what predict runs)",
     )
     parser.add_argument(
         "--data",

@@ -1,4 +1,5 @@
-"""CPU forward-pass benchmark: eager vs channels_last vs torch.compile vs onnxruntime, side by side.
+"""CPU forward-pass benchmark: eager vs channels_last vs torch.compile vs onnxruntime vs predict's default, side by
+side ("default": deeplab.models.predict.forward with DEFAULT_BACKEND, exactly what predict/segment run).
 
 Methods are timed round-robin (one forward each per round) so load from other processes hits all of them
 alike; we report the median per method and its speed ratio to the plain eager forward.
@@ -17,7 +18,7 @@ import torch
 
 from deeplab.models.deeplab import DeepLab
 
-METHODS = ("eager", "channels_last", "compile", "onnxruntime")
+METHODS = ("eager", "channels_last", "compile", "onnxruntime", "default")
 
 
 @dataclass
@@ -41,6 +42,10 @@ def _runner(method: str, model: DeepLab, x: torch.Tensor, threads: int, workdir:
     if method == "compile":
         compiled = torch.compile(model)
         return lambda: compiled(x)
+    if method == "default":
+        from deeplab.models.predict import DEFAULT_BACKEND, forward
+
+        return lambda: forward(model, x, DEFAULT_BACKEND)
     if method == "onnxruntime":
         from deeplab.models.onnx_export import OnnxRunner, export_onnx
 
@@ -67,7 +72,7 @@ def bench_forward(
     runners, setup, diff = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for m in methods:
-            model_copy = model if m != "channels_last" else _clone(model)
+            model_copy = model if m not in ("channels_last", "default") else _clone(model)
             t0 = time.perf_counter()
             runners[m] = _runner(m, model_copy, x, threads, Path(tmp))
             out = runners[m]()  # first call: compilation / session warm-up
