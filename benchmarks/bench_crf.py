@@ -1,14 +1,16 @@
 """Dense CRF benchmark over a distribution of real photos: speed against pydensecrf2 image by image, one and two
 threads, agreement of the labels, memory; plus agreement with the exact O(N^2) mean field. Markdown tables.
 
-    python benchmarks/bench_crf.py [--data ../shared/data] [--rounds 3] [--camvid 32] [--quick]
+    python benchmarks/bench_crf.py [--data ../shared/data] [--rounds 3] [--camvid 32] [--quick] [--no-threads]
 
 Every image: DeepLab-LargeFOV parameters, NORMALIZE_AFTER, 21 labels, 10 iterations, lattice construction
 included, the unary of a DCNN-like coarse score map made from the image's ground truth
 (deeplab.crf.synthetic.coarse_probs). Sets: the 13 voc_mini photos, --camvid CamVid test frames spread over
 the split, and one voc_mini photo resized to 1000x750 and 2000x1500. Per image, --rounds rounds each run
-deeplab.crf with 1 thread, with 2 threads and pydensecrf2, back to back (a shared machine's slow and fast
-phases hit all three alike); the speed-ups are medians of the per-round ratios. The position-only Gaussian
+deeplab.crf with 1 thread (float16 vertex values, the default), with 1 thread and float32 vertex values, with
+2 threads (unless --no-threads, for a machine whose other core is busy) and pydensecrf2, back to back (a
+shared machine's slow and fast phases hit all engines alike); the speed-ups are medians of the per-round
+ratios. The position-only Gaussian
 kernel is cached per image size as in a real run (a data set of same-size images builds it once); the
 bilateral lattice is built for every call. M/N: bilateral lattice vertices per pixel, what the cost grows
 with. Labels equal: share of pixels whose argmax equals pydensecrf2's.
@@ -87,20 +89,21 @@ def lattice_ratio(img: np.ndarray) -> float:
     return build_lattice(bilateral_features(img, 121.0, 5.0)).m / (img.shape[0] * img.shape[1])
 
 
-def bench_image(img: np.ndarray, gt: np.ndarray, rounds: int) -> dict:
+def bench_image(img: np.ndarray, gt: np.ndarray, rounds: int, threads: bool) -> dict:
     """Times (s) of every engine in every round, M/N and the label agreement, for one image."""
     from deeplab.crf import dense_crf
     from deeplab.crf.synthetic import coarse_probs
 
     probs = coarse_probs(np.where(gt == 255, 0, gt), 21, seed=0)
-    ours = dense_crf(img, probs, threads=1)  # warm: the Gaussian kernel of this size is cached from here on
-    dense_crf(img, probs, threads=2)
-    ref = pydensecrf_q(img, probs)
     engines = {
         "1 thread": lambda: dense_crf(img, probs, threads=1),
+        "float32 vertices": lambda: dense_crf(img, probs, threads=1, vertex_dtype="float32"),
         "2 threads": lambda: dense_crf(img, probs, threads=2),
         "pydensecrf2": lambda: pydensecrf_q(img, probs),
     }
+    if not threads:
+        del engines["2 threads"]
+    ours, full, *_, ref = [fn() for fn in engines.values()]  # warm: the Gaussian kernel of this size is cached
     times: dict[str, list[float]] = {k: [] for k in engines}
     for _ in range(rounds):
         for name, fn in engines.items():
@@ -111,6 +114,7 @@ def bench_image(img: np.ndarray, gt: np.ndarray, rounds: int) -> dict:
         "times": times,
         "m_over_n": lattice_ratio(img),
         "equal": float((ours.argmax(0) == ref.argmax(0)).mean()),
+        "equal32": float((full.argmax(0) == ref.argmax(0)).mean()),
         "size": (img.shape[1], img.shape[0]),
     }
 
@@ -120,7 +124,7 @@ def median_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
-def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> list[str]:
+def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool, threads: bool) -> list[str]:
     sets: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     names = voc_names(data)[:3] if quick else voc_names(data)
     sets += [("voc_mini", n, *voc(data, n)) for n in names]
@@ -129,32 +133,34 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> lis
     img, gt = voc(data, base)
     sets += [(f"{base} resized", f"{w}x{h}", *resized(img, gt, (w, h))) for w, h in sizes]
     rows = [
-        "| set | image | size | M/N | 1 thread (s) | 2 threads (s) | pydensecrf2 (s) | speed-up, 1 thread "
-        "| 2 threads vs 1 | labels equal |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| set | image | size | M/N | 1 thread (s) | float32 vertices (s) | pydensecrf2 (s) | speed-up "
+        "| speed-up, float32 vertices | 2 threads vs 1 | labels equal (float16 / float32) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     results = []
     for set_name, name, img, gt in sets:
-        r = bench_image(img, gt, rounds)
+        r = bench_image(img, gt, rounds, threads)
         t = r["times"]
         r.update(
             set=set_name,
             name=name,
             speedup=median_ratio(t["pydensecrf2"], t["1 thread"]),
-            threads=median_ratio(t["1 thread"], t["2 threads"]),
+            speedup32=median_ratio(t["pydensecrf2"], t["float32 vertices"]),
+            threads=median_ratio(t["1 thread"], t["2 threads"]) if threads else float("nan"),
         )
         results.append(r)
         rows.append(
             f"| {set_name} | {name} | {r['size'][0]}x{r['size'][1]} | {r['m_over_n']:.2f} | "
-            f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['2 threads']):.3f} | "
-            f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['threads']:.2f}x | "
-            f"{100 * r['equal']:.3f}% |"
+            f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['float32 vertices']):.3f} | "
+            f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['speedup32']:.2f}x | "
+            f"{r['threads']:.2f}x | {100 * r['equal']:.3f}% / {100 * r['equal32']:.3f}% |"
         )
         print(rows[-1], file=sys.stderr, flush=True)
     summary = [
         "",
-        "| set | images | median speed-up (1 thread) | worst | median 2 threads vs 1 | worst | lowest labels equal |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| set | images | median speed-up | worst | median, float32 vertices | worst | median 2 threads vs 1 "
+        "| worst | lowest labels equal (float16 / float32) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for set_name in dict.fromkeys(r["set"] for r in results):
         part = [r for r in results if r["set"] == set_name]
@@ -164,12 +170,12 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool) -> lis
 
 
 def _summary_row(name: str, part: list[dict]) -> str:
-    s = [r["speedup"] for r in part]
-    t = [r["threads"] for r in part]
-    return (
-        f"| {name} | {len(part)} | {statistics.median(s):.2f}x | {min(s):.2f}x | {statistics.median(t):.2f}x | "
-        f"{min(t):.2f}x | {100 * min(r['equal'] for r in part):.3f}% |"
-    )
+    cells = []
+    for key in ("speedup", "speedup32", "threads"):
+        values = [r[key] for r in part]
+        cells += [f"{statistics.median(values):.2f}x", f"{min(values):.2f}x"]
+    equal = f"{100 * min(r['equal'] for r in part):.3f}% / {100 * min(r['equal32'] for r in part):.3f}%"
+    return f"| {name} | {len(part)} | " + " | ".join(cells) + f" | {equal} |"
 
 
 def rss_mb() -> float:
@@ -256,6 +262,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per image (each runs every engine once)")
     p.add_argument("--camvid", type=int, default=32, help="CamVid test frames (spread over the split)")
     p.add_argument("--quick", action="store_true", help="3 voc_mini photos and 4 CamVid frames")
+    p.add_argument("--no-threads", action="store_true", help="skip the 2-thread runs (the other core is busy)")
     p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._memory:
@@ -270,7 +277,7 @@ def main() -> None:
     sections = [
         (
             "Speed against pydensecrf2 (one thread each unless stated), image by image",
-            bench_speed(args.data, args.rounds, args.camvid, args.quick),
+            bench_speed(args.data, args.rounds, args.camvid, args.quick, not args.no_threads),
         ),
         ("Peak memory of one call (RSS growth)", bench_memory(args.data)),
         (

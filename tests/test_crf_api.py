@@ -165,3 +165,53 @@ def test_dense_crf_is_safe_in_worker_processes_and_threads(voc_tiny):
     with ThreadPoolExecutor(3) as pool:  # concurrent callers in one process
         for out in pool.map(lambda t: dense_crf(img, probs, threads=t), [1, 2, None]):
             assert np.allclose(out, ref, atol=1e-5)
+
+
+def test_float16_vertices_keep_float32_labels(shared_data):
+    """The default float16 vertex storage against float32 on full VOC photos at DeepLab's parameters, also
+    at 2x size (larger lattices, larger vertex masses): the same labels on >= 99.9% of pixels and Q within
+    the documented 0.02."""
+    for index, scale in ((0, 1), (3, 1), (5, 2)):
+        img, gt = voc_pair(shared_data, index)
+        if scale != 1:
+            size = (img.shape[1] * scale, img.shape[0] * scale)
+            img = np.array(Image.fromarray(img).resize(size, Image.BILINEAR))
+            gt = np.array(Image.fromarray(gt).resize(size, Image.NEAREST))
+        probs = coarse_probs(gt, 21, seed=index)
+        half, full = dense_crf(img, probs), dense_crf(img, probs, vertex_dtype="float32")
+        assert np.allclose(half.sum(0), 1, atol=1e-4)
+        assert np.abs(half - full).max() < 2e-2
+        assert (half.argmax(0) == full.argmax(0)).mean() >= 0.999
+
+
+def test_half_scale_bounds_the_stored_values():
+    """half_scale: a power of two that brings the largest vertex value to at most HALF_PEAK, or None when a
+    pixel's own message would sink below HALF_LOW (or the values are not finite)."""
+    from deeplab.crf.meanfield import HALF_LOW, HALF_PEAK, half_scale
+
+    raw = np.array([0.5, 2.0, 30.0], np.float32)
+    for peak in (3.0, 300.0, 7e4):
+        s = half_scale(raw, peak, None)
+        assert s is not None and np.log2(s) == int(np.log2(s))
+        assert HALF_PEAK / 2 < peak * s <= HALF_PEAK
+    in_weight = np.array([1.0, 0.5, 0.25], np.float32)
+    assert half_scale(raw, 300.0, in_weight) * 300.0 * 1.0 <= HALF_PEAK
+    assert half_scale(np.array([1e-12, 1.0], np.float32), 1e3, None) is None  # raw.min * s < HALF_LOW
+    assert half_scale(raw, float("nan"), None) is None
+    low = np.array([HALF_LOW / 4, 1.0], np.float32)
+    assert half_scale(low, HALF_PEAK, None) is None  # s = 1 leaves the smallest message at HALF_LOW / 4
+    assert half_scale(low, HALF_PEAK / 8, None) == 8.0  # s = 8 lifts it to 2 HALF_LOW
+
+
+def test_vertex_dtype_is_checked():
+    dcrf = pytest.importorskip("deeplab.crf.densecrf")
+    img = np.zeros((6, 8, 3), np.uint8)
+    probs = np.full((3, 6, 8), 1 / 3, np.float32)
+    with pytest.raises(InputError, match="vertex_dtype"):
+        dense_crf(img, probs, vertex_dtype="bfloat16")
+    with pytest.raises(InputError, match="vertex_dtype"):
+        dcrf.DenseCRF2D(8, 6, 3, vertex_dtype="float64")
+    d = dcrf.DenseCRF2D(8, 6, 3, vertex_dtype="float32")
+    d.setUnaryEnergy(unary_from_probs(probs).reshape(3, -1))
+    d.addPairwiseBilateral(sxy=3, srgb=10, rgbim=img, compat=4)
+    assert np.allclose(np.array(d.inference(3)).sum(0), 1, atol=1e-5)

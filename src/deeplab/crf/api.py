@@ -244,40 +244,62 @@ def add_potts_kernels(mf: MeanField, image: np.ndarray, params: CRFParams) -> Me
     return mf
 
 
-def refine(image: np.ndarray, maps: np.ndarray, params: CRFParams, threads: int | None, probs: bool) -> np.ndarray:
+def refine(
+    image: np.ndarray,
+    maps: np.ndarray,
+    params: CRFParams,
+    threads: int | None,
+    probs: bool,
+    vertex_dtype: str = "float16",
+) -> np.ndarray:
     """Fused mean field, inputs already validated: image (H, W, 3) uint8 (or float, 0-255) and label maps
     (L, H, W) float32, probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies.
-    Returns Q: (L, H, W) float32."""
+    vertex_dtype: storage of the blurred vertex values (MeanField.inference). Returns Q: (L, H, W) float32."""
     num_labels, h, w = maps.shape
     flat = maps.reshape(num_labels, h * w)
     with numba_threads(threads):
         mf = MeanField.from_probs(flat, UNARY_CLIP) if probs else MeanField(flat.T)
-        q = add_potts_kernels(mf, image, params).inference(params.iterations)
+        q = add_potts_kernels(mf, image, params).inference(params.iterations, vertex_dtype=vertex_dtype)
     return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
 
 
 def dense_crf_unary(
-    image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None, *, threads: int | None = None, **overrides
+    image: np.ndarray,
+    unary: np.ndarray,
+    params: CRFParams | None = None,
+    *,
+    threads: int | None = None,
+    vertex_dtype: str = "float16",
+    **overrides,
 ) -> np.ndarray:
     """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
-    per-pixel constant (see deeplab.crf.unary). Returns Q: (L, H, W) float32, sums to 1 over L."""
+    per-pixel constant (see deeplab.crf.unary). Other arguments as dense_crf. Returns Q: (L, H, W) float32,
+    sums to 1 over L."""
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return refine(image, check_label_maps(unary, image.shape[:2], "unary"), params, threads, probs=False)
+    maps = check_label_maps(unary, image.shape[:2], "unary")
+    return refine(image, maps, params, threads, probs=False, vertex_dtype=vertex_dtype)
 
 
 def dense_crf(
-    image: np.ndarray, probs: np.ndarray, params: CRFParams | None = None, *, threads: int | None = None, **overrides
+    image: np.ndarray,
+    probs: np.ndarray,
+    params: CRFParams | None = None,
+    *,
+    threads: int | None = None,
+    vertex_dtype: str = "float16",
+    **overrides,
 ) -> np.ndarray:
     """Refine class probabilities with the fully connected CRF.
 
     image: (H, W, 3) uint8 RGB; probs: (L, H, W) float, >= 0, sums to 1 over L (e.g. an upsampled
     DCNN softmax). params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields,
-    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (default 1; 2+ pays on large images only). Unary =
-    -log(max(p, 1e-5))
-    (as unary_from_probs).
+    e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (default 1; 2+ pays on large images only).
+    vertex_dtype: "float16" (default, faster; labels as float32's on >= 99.99% of pixels) or "float32", the
+    storage of the lattice's blurred vertex values (error bound: deeplab.crf.meanfield). Unary =
+    -log(max(p, 1e-5)) (as unary_from_probs).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True)
+    return refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True, vertex_dtype=vertex_dtype)

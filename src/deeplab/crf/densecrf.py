@@ -16,7 +16,7 @@ import numpy as np
 
 from deeplab.crf.api import bilateral_features, check_image, grid_gaussian_kernel
 from deeplab.crf.kernels import numba_threads
-from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
+from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField, check_vertex_dtype
 from deeplab.errors import InputError
 
 
@@ -70,11 +70,14 @@ def _pair(value, n: int, name: str) -> tuple[float, ...]:
 
 
 class DenseCRF:
-    """Fully connected CRF over ``nvar`` variables with ``nlabels`` labels (pydensecrf.densecrf.DenseCRF)."""
+    """Fully connected CRF over ``nvar`` variables with ``nlabels`` labels (pydensecrf.densecrf.DenseCRF).
+    vertex_dtype (not in pydensecrf): "float16" (default) or "float32" storage of the blurred vertex values
+    (deeplab.crf.meanfield)."""
 
-    def __init__(self, nvar: int, nlabels: int):
+    def __init__(self, nvar: int, nlabels: int, *, vertex_dtype: str = "float16"):
         if int(nvar) < 1 or int(nlabels) < 1:
             raise InputError(f"DenseCRF needs nvar >= 1 and nlabels >= 1, got nvar={nvar}, nlabels={nlabels}")
+        self._vertex_dtype = check_vertex_dtype(vertex_dtype)
         self._nvar = int(nvar)
         self._nlabels = int(nlabels)
         self._unary: np.ndarray | None = None
@@ -130,7 +133,8 @@ class DenseCRF:
         if int(n_iterations) < 0:
             raise InputError(f"inference: n_iterations must be >= 0, got {n_iterations}")
         with numba_threads():
-            return np.ascontiguousarray(self._model().inference(int(n_iterations)).T)
+            q = self._model().inference(int(n_iterations), vertex_dtype=self._vertex_dtype)
+            return np.ascontiguousarray(q.T)
 
     def startInference(self):
         """(Q, tmp1, tmp2): Q0 = softmax(-U) as (nlabels, nvar) float32, plus two scratch arrays."""
@@ -161,8 +165,8 @@ class DenseCRF:
 class DenseCRF2D(DenseCRF):
     """Dense CRF on a W x H image (pydensecrf.densecrf.DenseCRF2D(W, H, nlabels); note width first)."""
 
-    def __init__(self, W: int, H: int, nlabels: int):
-        super().__init__(int(W) * int(H), nlabels)
+    def __init__(self, W: int, H: int, nlabels: int, *, vertex_dtype: str = "float16"):
+        super().__init__(int(W) * int(H), nlabels, vertex_dtype=vertex_dtype)
         self._w, self._h = int(W), int(H)
 
     def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC) -> None:

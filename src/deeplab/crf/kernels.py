@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from numba import njit, prange
 
 from deeplab.crf import portable, simd
-from deeplab.crf.portable import meanfield_rows as wide_rows  # label rows wider than the registers
+from deeplab.crf.portable import wide_rows  # label rows wider than the registers
 from deeplab.crf.simd import (  # the row functions of the kernels below (_build swaps in the portable ones)
     blur_row,
     copy_row,
@@ -97,14 +97,15 @@ def _blur(src, a, b, neighbours, reverse):
     [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b).
     Neighbour rows are scattered over the arrays: they are prefetched PREFETCH vertices ahead."""
     d1, m, _ = neighbours.shape
-    for jj in range(d1):
+    j0 = d1 - 1 if reverse else 0
+    for v in prange(m):
+        if v + PREFETCH < m:
+            prefetch_row(src, neighbours[j0, v + PREFETCH, 0])
+            prefetch_row(src, neighbours[j0, v + PREFETCH, 1])
+        blur_row(a, src, v, neighbours[j0, v, 0], neighbours[j0, v, 1])
+    for jj in range(1, d1):
         j = d1 - 1 - jj if reverse else jj
-        if jj == 0:
-            x = src
-        elif jj % 2 == 1:
-            x = a
-        else:
-            x = b
+        x = a if jj % 2 == 1 else b
         y = b if jj % 2 == 1 else a
         for v in prange(m):
             if v + PREFETCH < m:

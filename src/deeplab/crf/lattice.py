@@ -598,11 +598,11 @@ def _slice_scalar(verts, offset, bary, alpha):
     return out
 
 
-def filter_scalar(lattice: Lattice, values: np.ndarray | None = None) -> np.ndarray:
+def filter_scalar(lattice: Lattice, values: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """K v for one value per point, (N,) float32 (v = None: the all-ones signal, whose filter gives the
-    normalisation factors); equal to ``lattice_filter(lattice, v[:, None])[:, 0]`` with one lane instead of a
-    padded row."""
+    normalisation factors), and the largest blurred vertex value (before slicing). K v equals
+    ``lattice_filter(lattice, v[:, None])[:, 0]``, with one lane instead of a padded row."""
     v = np.ones(lattice.n, np.float32) if values is None else np.ascontiguousarray(values, np.float32)
     a = _splat_scalar(lattice.offset, lattice.bary, lattice.m, v)
     verts = kernel("_blur")(a.copy(), a, np.zeros_like(a), lattice.neighbours, False)
-    return _slice_scalar(verts, lattice.offset, lattice.bary, np.float32(lattice.alpha))
+    return _slice_scalar(verts, lattice.offset, lattice.bary, np.float32(lattice.alpha)), float(verts.max())

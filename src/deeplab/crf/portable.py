@@ -8,7 +8,8 @@ instead: slower, never wrong. CI runs part of the CRF tests that way.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from deeplab.crf.simd import ENERGY_FLOOR
 
@@ -106,3 +107,22 @@ def meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c
 
 
 meanfield_rows_prefetch = meanfield_rows  # no prefetch hints in plain numba
+
+
+def wide_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+    """meanfield_rows for label rows wider than the SIMD registers (the SIMD build's fallback). Typed for
+    float32 vertex rows only: float16 vertex storage is limited to MAX_REGISTER_LABELS labels, so a vertex
+    tuple holding uint16 (float16) rows never reaches this call and compiles it to nothing."""
+
+
+@overload(wide_rows, inline="always")
+def _wide_rows_for(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+    if all(v.dtype == types.float32 for v in verts):
+
+        def rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+            meanfield_rows(
+                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+            )
+
+        return rows
+    return wide_rows

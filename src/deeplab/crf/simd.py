@@ -6,7 +6,9 @@ LLVM adds runtime alias checks to every short row loop and serialises the accumu
 memory; these intrinsics keep the accumulators in vector registers and emit unaligned <8 x float>
 loads/stores directly. ``softmax_row`` does the same for the per-pixel softmax (the auto-vectoriser
 picks 64-lane loops there, so a 24-label row ran scalar). All arrays must be C-contiguous float32 (int32
-for offsets); no bounds checks.
+for offsets); no bounds checks. Exception: blurred vertex rows may be stored as half precision (float16
+values in uint16 arrays, half the memory traffic): ``blur_row``, ``prefetch_row`` and the gather of
+``meanfield_rows`` convert on load and store (vcvtph2ps / vcvtps2ph on x86).
 """
 
 from __future__ import annotations
@@ -42,6 +44,31 @@ def _vload(builder, base, index):
 
 def _vstore(builder, value, base, index):
     builder.store(value, builder.bitcast(builder.gep(base, [index]), _VEC.as_pointer()), align=4)
+
+
+_HVEC = ir.VectorType(ir.HalfType(), _W)
+
+
+def _is_half(ty) -> bool:
+    """Arrays of uint16 hold IEEE half-precision values (vertex rows stored narrow)."""
+    return ty.dtype == types.uint16
+
+
+def _vload_any(builder, base, index, half):
+    """8 lanes at base[index] as <8 x float>; ``half``: base is i16* holding float16 values."""
+    if not half:
+        return _vload(builder, base, index)
+    raw = builder.load(builder.bitcast(builder.gep(base, [index]), _HVEC.as_pointer()), align=2)
+    return builder.fpext(raw, _VEC)
+
+
+def _vstore_any(builder, value, base, index, half):
+    """Store <8 x float> value at base[index]; ``half``: rounded to float16 into i16* base."""
+    if not half:
+        return _vstore(builder, value, base, index)
+    builder.store(
+        builder.fptrunc(value, _HVEC), builder.bitcast(builder.gep(base, [index]), _HVEC.as_pointer()), align=2
+    )
 
 
 def _as_float(context, builder, val, ty):
@@ -172,8 +199,9 @@ def scatter_rows(typingctx, bufs, chunk, x, starts, weight, i):
 def blur_row(typingctx, y, x, v, n1, n2):
     """y[v, :L] = x[v, :L] + (x[n1, :L] + x[n2, :L]) / 2: the [1/2, 1, 1/2] lattice stencil for one vertex.
 
-    y, x: (M+1, L) C-contiguous float32 (distinct arrays); v, n1, n2: row indices. 8-lane groups, then
-    a scalar loop over the last L % 8 lanes.
+    y, x: (M+1, L) C-contiguous float32, or uint16 holding float16 (distinct arrays; either may be half,
+    computed in float32); v, n1, n2: row indices. 8-lane groups, then a scalar loop over the last L % 8
+    lanes.
     """
     sig = types.void(y, x, v, n1, n2)
 
@@ -181,6 +209,7 @@ def blur_row(typingctx, y, x, v, n1, n2):
         intp = context.get_value_type(types.intp)
         y_arr = context.make_array(signature.args[0])(context, builder, args[0])
         x_p = _data(context, builder, signature.args[1], args[1])
+        y_half, x_half = _is_half(signature.args[0]), _is_half(signature.args[1])
         nl = cgutils.unpack_tuple(builder, y_arr.shape, 2)[1]
         rows = [
             builder.mul(context.cast(builder, val, ty, types.intp), nl)
@@ -195,18 +224,26 @@ def blur_row(typingctx, y, x, v, n1, n2):
         groups = builder.sdiv(nl, ir.Constant(intp, _W))
         with cgutils.for_range(builder, groups) as g:
             kb = builder.mul(g.index, ir.Constant(intp, _W))
-            vecs = [_vload(builder, x_p, builder.add(r, kb)) for r in rows]
-            _vstore(
+            vecs = [_vload_any(builder, x_p, builder.add(r, kb), x_half) for r in rows]
+            _vstore_any(
                 builder,
                 stencil(*vecs, _splat(builder, ir.Constant(ir.FloatType(), 0.5))),
                 y_arr.data,
                 builder.add(rows[0], kb),
+                y_half,
             )
         tail = builder.mul(groups, ir.Constant(intp, _W))
+
+        def load(p, at, half):
+            val = builder.load(builder.gep(p, [at]))
+            return builder.fpext(builder.bitcast(val, ir.HalfType()), ir.FloatType()) if half else val
+
         with cgutils.for_range(builder, builder.sub(nl, tail)) as k:
-            at = [builder.gep(x_p, [builder.add(r, builder.add(tail, k.index))]) for r in rows]
-            out = stencil(*[builder.load(a) for a in at], ir.Constant(ir.FloatType(), 0.5))
-            builder.store(out, builder.gep(y_arr.data, [builder.add(rows[0], builder.add(tail, k.index))]))
+            ats = [builder.add(r, builder.add(tail, k.index)) for r in rows]
+            out = stencil(*[load(x_p, a, x_half) for a in ats], ir.Constant(ir.FloatType(), 0.5))
+            if y_half:
+                out = builder.bitcast(builder.fptrunc(out, ir.HalfType()), ir.IntType(16))
+            builder.store(out, builder.gep(y_arr.data, [ats[0]]))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -226,8 +263,8 @@ def _prefetch(builder, address):
 
 @intrinsic
 def prefetch_row(typingctx, x, v):
-    """Prefetch row v of x (M+1, L) C-contiguous float32: the cache lines of its L floats (a hint; no effect on
-    results)."""
+    """Prefetch row v of x (M+1, L) C-contiguous float32 or uint16 (float16): the cache lines of its L values (a
+    hint; no effect on results)."""
     sig = types.void(x, v)
 
     def codegen(context, builder, signature, args):
@@ -235,9 +272,10 @@ def prefetch_row(typingctx, x, v):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
         nl = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
         start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), nl)
-        lines = builder.sdiv(builder.add(nl, ir.Constant(intp, 15)), ir.Constant(intp, 16))
+        per_line = 32 if _is_half(signature.args[0]) else 16
+        lines = builder.sdiv(builder.add(nl, ir.Constant(intp, per_line - 1)), ir.Constant(intp, per_line))
         with cgutils.for_range(builder, lines) as line:
-            at = builder.add(start, builder.mul(line.index, ir.Constant(intp, 16)))
+            at = builder.add(start, builder.mul(line.index, ir.Constant(intp, per_line)))
             _prefetch(builder, builder.gep(arr.data, [at]))
         return context.get_dummy_value()
 
@@ -418,8 +456,9 @@ def _meanfield_rows_intrinsic(prefetch: bool):
         over t, r of slice_ws[t][i, r] * verts[t][v] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if
         write_q; if scatter, bufs[t][chunk, v] += splat_ws[t][i, r] * Q_i for every t, r.
         neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
-        splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32, (N, R_t) int32 or
-        int64 row starts (lattice.row_starts), (N, R_t) float32, (N, R_t) float32 and (C, M_t+1, L) float32.
+        splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32 or uint16 (float16
+        values, converted on load), (N, R_t) int32 or int64 row starts (lattice.row_starts), (N, R_t)
+        float32, (N, R_t) float32 and (C, M_t+1, L) float32.
         L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
         kernel tuple is unrolled at compile time. The prefetching build fetches the vertex rows of later pixels
         ahead (for vertex arrays far larger than the caches).
@@ -454,6 +493,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 kernels.append(
                     dict(
                         verts=array((2, t), builder.extract_value(verts_v, t)).data,
+                        half=_is_half(ty[2][t]),
                         off=off.data,
                         nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
                         slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
@@ -490,8 +530,9 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                             with cgutils.for_range(builder, k["nr"]) as r:
                                 base = _row_start(context, builder, k["off"], builder.add(first, r.index))
                                 for line in lines:
-                                    _prefetch(builder, builder.gep(k["verts"], [builder.add(base, line)]))
                                     _prefetch(builder, builder.gep(k["bufs"], [builder.add(base, line)]))
+                                for line in lines[:: 2 if k["half"] else 1]:
+                                    _prefetch(builder, builder.gep(k["verts"], [builder.add(base, line)]))
 
             def update(pixel_ids, group):
                 """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels)."""
@@ -508,7 +549,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
 
                         def gather(p, base, w, k=k):
                             for a, kb in zip(accs[p], lanes, strict=False):
-                                x = _vload(builder, k["verts"], builder.add(base, kb))
+                                x = _vload_any(builder, k["verts"], builder.add(base, kb), k["half"])
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
 
                         corners(k, pixel_ids, "slice_w", gather)
