@@ -2,7 +2,9 @@
 
 Until the CLI has taken over, Ctrl-C (SIGINT) and SIGTERM end the process at once with 130 / 143 and one
 line, so a signal during start-up (imports) never prints a traceback. deeplab.cli.main then installs its
-own handlers, which let commands finish cleanly.
+own handlers, which let commands finish cleanly. After an interrupted command (exit 130 / 143) the process
+ends without the interpreter's finalisation: a signal can leave a library mid-way (numba's LLVM compiler,
+whose teardown then crashes), and the command has already written or removed its files.
 """
 
 import os
@@ -23,7 +25,12 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _exit_handler(143, "terminated"))
     from deeplab.cli import main
 
-    sys.exit(main())
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,16 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
 
 
+_received: list[type[BaseException]] = []  # what the handlers below raised during the current main()
+
+
+def _interrupt(signum, frame) -> None:
+    _received.append(KeyboardInterrupt)
+    raise KeyboardInterrupt
+
+
 def _terminate(signum, frame) -> None:
+    _received.append(Terminated)
     raise Terminated
 
 
@@ -65,9 +74,22 @@ def one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _quiet_interruptions(hook):
+    """sys.unraisablehook that drops the signals our handlers raised inside callbacks that cannot raise (ctypes
+    callbacks of llvmlite while numba compiles print "Exception ignored in ..." with a traceback): the
+    signal is still honoured, by _interruption, when the command fails or ends."""
+
+    def quiet(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+            hook(unraisable)
+
+    return quiet
+
+
 def _interruption(error: BaseException) -> type | None:
     """KeyboardInterrupt or Terminated if ``error`` came from one (numba's dispatcher and compiler wrap a
-    signal raised while they run in other exception types), else None."""
+    signal raised while they run in other exception types; a signal that lands inside a library's import can
+    leave it half-initialised and fail later with an unrelated error), else None."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, (KeyboardInterrupt, Terminated)):
@@ -76,7 +98,9 @@ def _interruption(error: BaseException) -> type | None:
     text = str(error)
     if "KeyboardInterrupt" in text:
         return KeyboardInterrupt
-    return Terminated if "Terminated" in text else None
+    if "Terminated" in text:
+        return Terminated
+    return _received[-1] if _received else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     old = {}
     if main_thread:  # SIGINT raises KeyboardInterrupt, SIGTERM Terminated: each command can finish cleanly
         old = {
-            signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+            signal.SIGINT: signal.signal(signal.SIGINT, _interrupt),
             signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
         }
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interruptions(unraisable_hook)
+    _received.clear()
     command = "deeplab"
     try:
         parser = build_parser()
@@ -112,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: {'terminated' if cause is Terminated else 'interrupted'}", file=sys.stderr)
         return 143 if cause is Terminated else 130
     finally:
+        sys.unraisablehook = unraisable_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
