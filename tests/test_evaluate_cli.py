@@ -78,7 +78,7 @@ def test_evaluate_cli_matches_direct_computation(camvid_model, camvid_tiny, tmp_
 def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(camvid_model.read_bytes())
-    grid = json.dumps({"bi_w": [4], "bi_xy_std": [10, 121], "bi_rgb_std": [5]})
+    grid = json.dumps({"bi_w": [4], "bi_xy_std": [121, 130], "bi_rgb_std": [5]})
     args = [
         "crf-search",
         "--model",
@@ -95,7 +95,7 @@ def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, 
         grid,
         "--no-refine",
         "--max-extend",
-        "0",
+        "1",
         "--iterations",
         "3",
         "--write",
@@ -104,10 +104,11 @@ def test_crf_search_cli_writes_the_chosen_parameters(camvid_model, camvid_tiny, 
     assert main(args) == 0
     log = json.loads((tmp_path / "crf_search.json").read_text())
     assert len(log["images"]) == 4 and log["fixed"] == {"pos_w": 3.0, "pos_xy_std": 3.0, "iterations": 3}
-    assert [t["params"]["bi_xy_std"] for t in log["trials"]] == [121, 10]  # pixels as given: no rescaling
+    assert [t["params"]["bi_xy_std"] for t in log["trials"]][:2] == [121, 130]  # pixels as given: no rescaling
     assert load_model(ckpt).crf == log["chosen"]
     out = capsys.readouterr().out
     assert "decision:" in out and "defaults" in out
+    assert len(log["extensions"]) == 1 and "grid extended" in out  # either point is on an edge
     argv = f"crf-search --model default --dataset camvid --data {camvid_tiny} --images 1 --write".split()
     assert main(argv) == 2
     assert "read-only" in capsys.readouterr().err

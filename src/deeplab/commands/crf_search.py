@@ -129,4 +129,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _short(p: dict) -> str:
-    return ", ".join(f"{k} {p[k]:g}" for k in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std"))
+    """The CRF parameters of ``p`` that it holds (a grid point has only the searched ones), on one line."""
+    return ", ".join(f"{k} {p[k]:g}" for k in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std") if k in p)
