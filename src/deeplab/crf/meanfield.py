@@ -28,6 +28,7 @@ gives the float32 path.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.kernels import MAX_REGISTER_LABELS, PORTABLE, kernel, padded, register, threads_in_use
@@ -69,8 +70,8 @@ def _energy_rows(maps, width, scale, log_floor):
     out = np.empty((n, width), np.float32)
     pad = np.float32(PAD_ENERGY)
     full = n - n % 8
-    for i0 in range(0, full, 8):
-        rows_from_columns(out, maps, i0, scale, pad, log_floor)
+    for b in prange(full // 8):
+        rows_from_columns(out, maps, 8 * b, scale, pad, log_floor)
     for i in range(full, n):
         for k in range(width):
             if k >= nl:
