@@ -201,6 +201,10 @@ def test_segment_writes_the_readable_images_when_one_is_missing(tiny_model, phot
     assert main(argv) == 2
     assert_clean_error(capsys, "missing.jpg")
     assert (out / f"{good.stem}.png").is_file()
+    # only missing inputs: the error alone, no "nothing to do (0 already segmented)"
+    assert main(f"segment {tmp_path / 'gone.jpg'} -o {out} --model {tiny_model} --no-progress".split()) == 2
+    captured = capsys.readouterr()
+    assert "gone.jpg" in captured.err and "nothing to do" not in captured.out
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         for message in errors:
             print(f"deeplab segment: error: {message}", file=sys.stderr)
-        print(f"deeplab segment: nothing to do ({skipped} image(s) already segmented in {out})")
+        if skipped or not errors:  # not when every input was missing or unreadable: the errors say it all
+            print(f"deeplab segment: nothing to do ({skipped} image(s) already segmented in {out})")
         return 2 if errors else 0
 
     import torch
