@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -178,9 +177,11 @@ def _summary_row(name: str, part: list[dict]) -> str:
     return f"| {name} | {len(part)} | " + " | ".join(cells) + f" | {equal} |"
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (MB): VmRSS now, or VmHWM, its peak since the process's exec (unlike
+    ru_maxrss, which Linux carries over from the parent's memory when a big parent spawns the child)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -202,8 +203,7 @@ def memory_child(engine: str, data: Path, width: int) -> None:
         dense_crf(small, warm, threads=1)
         before = rss_mb()
         dense_crf(img, probs, threads=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"delta_mb": peak - before}))
+    print(json.dumps({"delta_mb": rss_mb("VmHWM") - before}))
 
 
 def bench_memory(data: Path) -> list[str]:

@@ -84,6 +84,39 @@ def test_lattice_barycentric_weights_and_vertices():
     assert np.array_equal(twin.offset[:500], twin.offset[500:]) and np.array_equal(twin.bary[:500], twin.bary[500:])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sorted_blur_order_gives_the_vertex_order_result(threads):
+    """A lattice big enough for the sorted-key blur order: its merged neighbours are the hashed ones of the
+    general path, and filtering through the blur order gives the vertex-order blur's values exactly."""
+    from dataclasses import replace
+
+    from deeplab.crf import lattice as lattice_module
+    from deeplab.crf.kernels import kernel
+
+    rng = np.random.default_rng(3)
+    feat = (rng.random((60000, 5)) * 12).astype(np.float32)
+    with numba_threads(threads):
+        lat = build_lattice(feat)
+        assert lat.m >= lattice_module.SORTED_BLUR_VERTICES
+        assert sorted(lat.order[:-1].tolist()) == list(range(lat.m)) and lat.order[-1] == lat.m
+        assert not np.array_equal(lat.order[:-1], np.arange(lat.m))
+        rem0, rank, _ = kernel("_simplices")(feat)
+        offset, table, keys, m = lattice_module._vertices(rem0, rank)
+        hashed = kernel("_blur_neighbours")(table, keys, m, feat.shape[1])
+        assert m == lat.m and np.array_equal(offset, lat.offset)
+        position = np.empty(m + 1, np.int64)
+        position[lat.order] = np.arange(m + 1)  # vertex -> its position in blur order
+        assert np.array_equal(lat.neighbours, position[hashed[:, lat.order[:-1], :]])
+        plain = replace(lat, order=np.arange(lat.m + 1, dtype=np.int32), neighbours=hashed)
+        values = rng.random((60000, 5)).astype(np.float32)
+        for reverse in (False, True):
+            assert np.array_equal(
+                lattice_filter(lat, values, reverse=reverse), lattice_filter(plain, values, reverse=reverse)
+            )
+    # small or position-only lattices keep vertex order
+    assert np.array_equal(build_lattice(feat[:2000]).order, np.arange(build_lattice(feat[:2000]).m + 1))
+
+
 @pytest.mark.parametrize(
     "num_labels, threads, kernels, matrix",
     [

@@ -20,6 +20,7 @@ import types as types_module
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 from numba import njit, prange
 
 from deeplab.crf import portable, simd
@@ -92,26 +93,35 @@ def _splat(values, starts, weight, bufs):
             scatter_rows(bufs, c, values[i], starts, weight, i)
 
 
-def _blur(src, a, b, neighbours, reverse):
+def _blur(src, a, b, neighbours, order, reverse):
     """Blur (M+1, W) vertex values src along every lattice axis (src unchanged; row M must be 0):
     [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b).
-    Neighbour rows are scattered over the arrays: they are prefetched PREFETCH vertices ahead."""
+
+    src and the result hold vertex v in row v; the axes in between run over the vertices in blur order
+    (Lattice.order: position s is vertex order[s]; neighbours are positions), in which the neighbour rows
+    of consecutive positions come in a few ascending streams. The first axis gathers its rows through
+    order, the last one writes them back through it; neighbour rows fetched out of order are prefetched
+    PREFETCH positions ahead.
+    """
     d1, m, _ = neighbours.shape
     j0 = d1 - 1 if reverse else 0
-    for v in prange(m):
-        if v + PREFETCH < m:
-            prefetch_row(src, neighbours[j0, v + PREFETCH, 0])
-            prefetch_row(src, neighbours[j0, v + PREFETCH, 1])
-        blur_row(a, src, v, neighbours[j0, v, 0], neighbours[j0, v, 1])
+    for s in prange(m):
+        if s + PREFETCH < m:
+            prefetch_row(src, order[s + PREFETCH])
+            prefetch_row(src, order[neighbours[j0, s + PREFETCH, 0]])
+            prefetch_row(src, order[neighbours[j0, s + PREFETCH, 1]])
+        blur_row(a, src, s, order[s], order[neighbours[j0, s, 0]], order[neighbours[j0, s, 1]])
     for jj in range(1, d1):
         j = d1 - 1 - jj if reverse else jj
         x = a if jj % 2 == 1 else b
         y = b if jj % 2 == 1 else a
-        for v in prange(m):
-            if v + PREFETCH < m:
-                prefetch_row(x, neighbours[j, v + PREFETCH, 0])
-                prefetch_row(x, neighbours[j, v + PREFETCH, 1])
-            blur_row(y, x, v, neighbours[j, v, 0], neighbours[j, v, 1])
+        last = jj == d1 - 1
+        for s in prange(m):
+            if s + PREFETCH < m:
+                prefetch_row(x, neighbours[j, s + PREFETCH, 0])
+                prefetch_row(x, neighbours[j, s + PREFETCH, 1])
+            w = np.int64(order[s]) if last else np.int64(s)  # (one integer type: prange indices are unsigned)
+            blur_row(y, x, w, s, neighbours[j, s, 0], neighbours[j, s, 1])
     return a if d1 % 2 == 1 else b
 
 

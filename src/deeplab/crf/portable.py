@@ -39,10 +39,10 @@ def scatter_rows(bufs, chunk, x, starts, weight, i):
 
 
 @njit(cache=True, inline="always", fastmath=True)
-def blur_row(y, x, v, n1, n2):
-    """y[v] = x[v] + (x[n1] + x[n2]) / 2."""
+def blur_row(y, x, w, v, n1, n2):
+    """y[w] = x[v] + (x[n1] + x[n2]) / 2."""
     for k in range(y.shape[1]):
-        y[v, k] = x[v, k] + 0.5 * (x[n1, k] + x[n2, k])
+        y[w, k] = x[v, k] + 0.5 * (x[n1, k] + x[n2, k])
 
 
 @njit(cache=True, inline="always", fastmath=True)

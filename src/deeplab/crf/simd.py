@@ -196,14 +196,15 @@ def scatter_rows(typingctx, bufs, chunk, x, starts, weight, i):
 
 
 @intrinsic
-def blur_row(typingctx, y, x, v, n1, n2):
-    """y[v, :L] = x[v, :L] + (x[n1, :L] + x[n2, :L]) / 2: the [1/2, 1, 1/2] lattice stencil for one vertex.
+def blur_row(typingctx, y, x, w, v, n1, n2):
+    """y[w, :L] = x[v, :L] + (x[n1, :L] + x[n2, :L]) / 2: the [1/2, 1, 1/2] lattice stencil for one vertex
+    (w: where its row goes, v == w unless the blur also reorders the rows).
 
     y, x: (M+1, L) C-contiguous float32, or uint16 holding float16 (distinct arrays; either may be half,
-    computed in float32); v, n1, n2: row indices. 8-lane groups, then a scalar loop over the last L % 8
+    computed in float32); w, v, n1, n2: row indices. 8-lane groups, then a scalar loop over the last L % 8
     lanes.
     """
-    sig = types.void(y, x, v, n1, n2)
+    sig = types.void(y, x, w, v, n1, n2)
 
     def codegen(context, builder, signature, args):
         intp = context.get_value_type(types.intp)
@@ -211,7 +212,7 @@ def blur_row(typingctx, y, x, v, n1, n2):
         x_p = _data(context, builder, signature.args[1], args[1])
         y_half, x_half = _is_half(signature.args[0]), _is_half(signature.args[1])
         nl = cgutils.unpack_tuple(builder, y_arr.shape, 2)[1]
-        rows = [
+        out_row, *rows = [
             builder.mul(context.cast(builder, val, ty, types.intp), nl)
             for val, ty in zip(args[2:], signature.args[2:], strict=True)
         ]
@@ -229,7 +230,7 @@ def blur_row(typingctx, y, x, v, n1, n2):
                 builder,
                 stencil(*vecs, _splat(builder, ir.Constant(ir.FloatType(), 0.5))),
                 y_arr.data,
-                builder.add(rows[0], kb),
+                builder.add(out_row, kb),
                 y_half,
             )
         tail = builder.mul(groups, ir.Constant(intp, _W))
@@ -243,7 +244,7 @@ def blur_row(typingctx, y, x, v, n1, n2):
             out = stencil(*[load(x_p, a, x_half) for a in ats], ir.Constant(ir.FloatType(), 0.5))
             if y_half:
                 out = builder.bitcast(builder.fptrunc(out, ir.HalfType()), ir.IntType(16))
-            builder.store(out, builder.gep(y_arr.data, [ats[0]]))
+            builder.store(out, builder.gep(y_arr.data, [builder.add(out_row, builder.add(tail, k.index))]))
         return context.get_dummy_value()
 
     return sig, codegen
