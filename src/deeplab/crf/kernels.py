@@ -97,30 +97,37 @@ def _blur(src, a, b, neighbours, order, reverse):
     """Blur (M+1, W) vertex values src along every lattice axis (src unchanged; row M must be 0):
     [1/2, 1, 1/2] stencil between lattice neighbours, ping-ponging a <-> b. Returns the result (a or b).
 
-    src and the result hold vertex v in row v; the axes in between run over the vertices in blur order
-    (Lattice.order: position s is vertex order[s]; neighbours are positions), in which the neighbour rows
-    of consecutive positions come in a few ascending streams. The first axis gathers its rows through
-    order, the last one writes them back through it; neighbour rows fetched out of order are prefetched
-    PREFETCH positions ahead.
+    src and the result hold vertex v in row v. With a blur order (Lattice.order, (M+1,): position s is vertex
+    order[s]; neighbours are positions), the axes in between run over the positions, where the neighbour rows
+    of consecutive positions come in a few ascending streams: the first axis gathers its rows through order,
+    the last one writes them back through it. An empty order is vertex order throughout. Neighbour rows
+    fetched out of order are prefetched PREFETCH positions ahead.
     """
     d1, m, _ = neighbours.shape
+    permuted = order.shape[0] > 0
     j0 = d1 - 1 if reverse else 0
     for s in prange(m):
+        v, n1, n2 = np.int64(s), np.int64(neighbours[j0, s, 0]), np.int64(neighbours[j0, s, 1])
+        if permuted:
+            v, n1, n2 = np.int64(order[v]), np.int64(order[n1]), np.int64(order[n2])
         if s + PREFETCH < m:
-            prefetch_row(src, order[s + PREFETCH])
-            prefetch_row(src, order[neighbours[j0, s + PREFETCH, 0]])
-            prefetch_row(src, order[neighbours[j0, s + PREFETCH, 1]])
-        blur_row(a, src, s, order[s], order[neighbours[j0, s, 0]], order[neighbours[j0, s, 1]])
+            f1, f2 = neighbours[j0, s + PREFETCH, 0], neighbours[j0, s + PREFETCH, 1]
+            if permuted:
+                prefetch_row(src, order[s + PREFETCH])
+                f1, f2 = order[f1], order[f2]
+            prefetch_row(src, f1)
+            prefetch_row(src, f2)
+        blur_row(a, src, s, v, n1, n2)
     for jj in range(1, d1):
         j = d1 - 1 - jj if reverse else jj
         x = a if jj % 2 == 1 else b
         y = b if jj % 2 == 1 else a
-        last = jj == d1 - 1
+        back = permuted and jj == d1 - 1
         for s in prange(m):
             if s + PREFETCH < m:
                 prefetch_row(x, neighbours[j, s + PREFETCH, 0])
                 prefetch_row(x, neighbours[j, s + PREFETCH, 1])
-            w = np.int64(order[s]) if last else np.int64(s)  # (one integer type: prange indices are unsigned)
+            w = np.int64(order[s]) if back else np.int64(s)  # (one integer type: prange indices are unsigned)
             blur_row(y, x, w, s, neighbours[j, s, 0], neighbours[j, s, 1])
     return a if d1 % 2 == 1 else b
 

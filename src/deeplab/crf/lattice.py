@@ -50,14 +50,14 @@ class Lattice:
     """A feature set embedded in the permutohedral lattice.
 
     offset: (N, D+1) int32 vertex of each simplex corner; bary: (N, D+1) float32 barycentric weights
-    (rows sum to 1); order: (M+1,) int32 blur order, position s -> vertex order[s] (order[M] = M);
-    neighbours: (D+1, M, 2) int32 blur neighbours of position s along every axis, as positions (M = missing:
-    row M of every vertex array is kept 0).
+    (rows sum to 1); order: (M+1,) int32 blur order, position s -> vertex order[s] (order[M] = M), or empty:
+    vertex order; neighbours: (D+1, M, 2) int32 blur neighbours of position s along every axis, as positions
+    (M = missing: row M of every vertex array is kept 0).
 
     Vertices are numbered in the order the pixels first reach them, which keeps a pixel's vertex rows near
     those of the pixels before it (the splat and slice run in pixel order). On large lattices (SORTED_BLUR_*)
     the blur runs in the order of the sorted packed keys instead, where the neighbours of consecutive positions
-    come in ascending streams; elsewhere order is the identity.
+    come in ascending streams; elsewhere order is empty (vertex order, no indirection).
     """
 
     offset: np.ndarray
@@ -160,12 +160,13 @@ def _scale(d):
 
 BLOCK = 256  # pixels per _simplex_block call
 # The blur runs in sorted-key order (Lattice) for lattices of at least this many dimensions and vertices (the
-# bilateral kernel's of a photo with many distinct colours: ten blurs of 2007_000129's, 119k vertices, 91 -> 60
-# ms); smaller or position-only lattices, whose vertex rows stay in cache or come in pixel order already, keep
-# vertex order (the reordering first and last axes cost more there: one blur of a Gaussian xy 3 lattice, 0.77
-# -> 0.97 ms).
+# bilateral kernel's of a photo with many distinct colours: ten blurs of 2007_000129's, 119k vertices, 66-91 ->
+# 58-60 ms over two runs); smaller or position-only lattices keep vertex order: their rows stay in cache or come in
+# pixel order already, and the reordering first and last axes cost as much as they save (33k-58k vertices:
+# +-3 ms per ten blurs; one blur of a Gaussian xy 3 lattice: 0.77 -> 0.97 ms).
 SORTED_BLUR_DIMS = 3
-SORTED_BLUR_VERTICES = 1 << 15
+SORTED_BLUR_VERTICES = 1 << 16
+VERTEX_ORDER = np.empty(0, np.int32)  # Lattice.order of a lattice blurred in vertex order
 
 
 def _simplices(feat):
@@ -558,13 +559,13 @@ def build_lattice(features: np.ndarray) -> Lattice:
         rem0, rank, bary = kernel("_simplices")(feat)
         offset, table, keys, m = _vertices(rem0, rank)
         neighbours = kernel("_blur_neighbours")(table, keys, m, feat.shape[1])
-        return Lattice(offset, bary, np.arange(m + 1, dtype=np.int32), neighbours)
+        return Lattice(offset, bary, VERTEX_ORDER, neighbours)
     lo, mult, delta = layout
     bary = np.empty((feat.shape[0], feat.shape[1] + 1), np.float32)
     offset, table, m = _packed_vertices(feat, bary, lo, mult)
     if feat.shape[1] < SORTED_BLUR_DIMS or m < SORTED_BLUR_VERTICES:
         neighbours = kernel("_packed_neighbours")(table, m, delta)
-        return Lattice(offset, bary, np.arange(m + 1, dtype=np.int32), neighbours)
+        return Lattice(offset, bary, VERTEX_ORDER, neighbours)
     keys = _table_keys(table, m)
     order = np.append(np.argsort(keys).astype(np.int32), np.int32(m))
     return Lattice(offset, bary, order, _sorted_neighbours(keys[order[:m]], delta))
