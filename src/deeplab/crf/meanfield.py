@@ -13,7 +13,7 @@ NORMALIZE_SYMMETRIC (diag(sqrt n) K diag(sqrt n); pydensecrf's default).
 
 Vertex precision. The fused inference stores each Potts kernel's blurred vertex values as float16 by default
 (``vertex_dtype="float16"``): the blur and the slice, which dominate on large lattices, then move half the bytes
-(measured over 45 photos: median 1.16x faster per image, 1.3-1.4x on the largest lattices). Splats still accumulate
+(measured over 45 photos in two runs: median 1.16-1.19x faster per image, 1.1-1.4x on the largest lattices). Splats still accumulate
 in float32. Q lies in [0, 1], so the values are bounded by the blurred splat of the splat weights; a power-of-two
 factor (exact, undone in the slice weights) keeps them <= 2^14 (float16 max 65504). Error bound: every blur axis
 and the final store round once (relative 2^-11 each; all weights are positive, so errors do not grow), so a message
