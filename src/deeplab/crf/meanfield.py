@@ -13,15 +13,16 @@ NORMALIZE_SYMMETRIC (diag(sqrt n) K diag(sqrt n); pydensecrf's default).
 
 Vertex precision. The fused inference stores each Potts kernel's blurred vertex values as float16 by default
 (``vertex_dtype="float16"``): the blur and the slice, which dominate on large lattices, then move half the bytes
-(measured over 45 photos in two runs: median 1.16-1.19x faster per image, 1.1-1.4x on the largest lattices). Splats still accumulate
-in float32. Q lies in [0, 1], so the values are bounded by the blurred splat of the splat weights; a power-of-two
-factor (exact, undone in the slice weights) keeps them <= 2^14 (float16 max 65504). Error bound: every blur axis
-and the final store round once (relative 2^-11 each; all weights are positive, so errors do not grow), so a message
-is off by a relative <= (D+2) 2^-11, plus an absolute (D+2) 2^-24 per vertex row below float16's normal range. A
-kernel whose smallest per-pixel message would fall below 2^-10 after scaling (an extreme range of vertex masses)
-keeps float32 vertices, as do non-Potts compatibilities, label rows wider than MAX_REGISTER_LABELS and the portable
-build. For DeepLab's parameters (bi_w 4, pos_w 3, D = 5 and 2) the energy error is below 0.02 and labels equal the
-float32 result on >= 99.99% of pixels (benchmarks/bench_crf.py); ``vertex_dtype="float32"`` gives the float32 path.
+(measured over 45 photos in two runs: median 1.16-1.19x faster per image, 1.1-1.4x on the largest lattices). Splats
+still accumulate in float32. Q lies in [0, 1], so the values are bounded by the blurred splat of the splat weights;
+a power-of-two factor (exact, undone in the slice weights) keeps them <= 2^14 (float16 max 65504). Error bound:
+every blur axis and the final store round once (relative 2^-11 each; all weights are positive, so errors do not
+grow), so a message is off by a relative <= (D+2) 2^-11, plus an absolute (D+2) 2^-24 per vertex row below float16's
+normal range. A kernel whose smallest per-pixel message would fall below 2^-10 after scaling (an extreme range of
+vertex masses) keeps float32 vertices, as do non-Potts compatibilities, label rows wider than MAX_REGISTER_LABELS
+and the portable build. For DeepLab's parameters (bi_w 4, pos_w 3, D = 5 and 2) the energy error is below 0.02 and
+labels equal the float32 result on >= 99.99% of pixels (benchmarks/bench_crf.py); ``vertex_dtype="float32"`` gives
+the float32 path.
 """
 
 from __future__ import annotations
