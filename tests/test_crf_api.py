@@ -216,3 +216,38 @@ def test_vertex_dtype_is_checked():
     d.setUnaryEnergy(unary_from_probs(probs).reshape(3, -1))
     d.addPairwiseBilateral(sxy=3, srgb=10, rgbim=img, compat=4)
     assert np.allclose(np.array(d.inference(3)).sum(0), 1, atol=1e-5)
+
+
+def test_int16_energy_rows_round_to_the_step():
+    """_fixed_rows: every label's energy minus the pixel's largest, rounded to UNARY_STEP (error <= half a step),
+    padding lanes 0; a pixel whose labels span more than 32767 steps is counted (the caller then keeps float32)."""
+    from deeplab.crf.kernels import kernel, numba_threads
+    from deeplab.crf.simd import PAD_ENERGY, UNARY_STEP
+
+    rng = np.random.default_rng(0)
+    energy = (rng.uniform(-15.9, 0, (1000, 24)) + rng.uniform(-50, 50, (1000, 1))).astype(np.float32)
+    energy[:, 21:] = PAD_ENERGY
+    out = np.empty(energy.shape, np.int16)
+    with numba_threads(1):
+        assert kernel("_fixed_rows")(energy, 21, out) == 0
+        expect = energy[:, :21] - energy[:, :21].max(1, keepdims=True)
+        assert np.abs(out[:, :21] * UNARY_STEP - expect).max() <= UNARY_STEP / 2 + 1e-5
+        assert (out[:, :21].max(1) == 0).all() and (out[:, 21:] == 0).all()
+        energy[7, 3] = energy[7, :21].max() - 17.0
+        assert kernel("_fixed_rows")(energy, 21, out) > 0
+
+
+def test_wide_unary_keeps_float32_energy_rows():
+    """A 2-px column whose unary favours label 0 by 18, inside a region that favours label 1 by 18: the smoothness
+    term pulls the column towards label 1 by about as much. Energy rows clipped at 16 would flip Q there (by
+    0.99), so such a unary keeps float32 rows: Q as with float32 storage."""
+    h, w = 24, 40
+    img = np.full((h, w, 3), 128, np.uint8)
+    unary = np.zeros((2, h, w), np.float32)
+    unary[0] = 18.0
+    unary[0, :, 20:22] = 0.0
+    unary[1, :, 20:22] = 18.0
+    params = CRFParams(bi_w=0.0, pos_w=28.0, pos_xy_std=3.0, iterations=5)
+    half = dense_crf_unary(img, unary, params)
+    full = dense_crf_unary(img, unary, params, vertex_dtype="float32")
+    assert np.abs(half - full).max() < 2e-2

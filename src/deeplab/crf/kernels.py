@@ -149,17 +149,17 @@ def _slice(verts, starts, weight, out):
         gather_rows(out[i], verts, starts, weight, i)
 
 
-def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, gather, scatter, write_q):
+def _meanfield_pass(neg_unary, verts, offsets, bary, scales, bufs, q_out, gather, scatter, write_q):
     """One fused mean-field update over all pixels, all kernels, all labels.
 
     For every pixel i (in C chunks, in parallel): energy = -U_i [+ sum_k slice_k(verts_k)_i if gather];
     Q_i = softmax(energy); if write_q, write its first L' labels to q_out (L', N) (label-major); if scatter,
     splat Q_i into each kernel's private buffer bufs[k][chunk] for the next update (summed afterwards by
-    _reduce_chunks).
-    verts (M_k+1, L), offsets (row_starts) / slice_ws / splat_ws (N, D_k+1), bufs (C, M_k+1, L): tuples,
-    one entry per kernel; compatibility weights are folded into slice_ws / verts. L % 8 == 0. Rows of up
-    to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go through the plain loops of
-    deeplab.crf.portable (wide_rows).
+    _reduce_chunks). Slice and splat weigh the corners by the barycentric weights times a per-pixel factor.
+    verts (M_k+1, L), offsets (row_starts) / bary (N, D_k+1), scales (N, 2) (slice, splat factors), bufs
+    (C, M_k+1, L): tuples, one entry per kernel; compatibility weights are folded into the slice factors / verts.
+    L % 8 == 0. Rows of up to MAX_REGISTER_LABELS labels stay in registers (meanfield_rows); wider rows go
+    through the plain loops of deeplab.crf.portable (wide_rows).
     Registered twice: ``_meanfield_pass_prefetch`` fetches vertex rows ahead of their use (meanfield_rows_prefetch,
     for vertex arrays far larger than the caches).
     """
@@ -172,11 +172,9 @@ def _meanfield_pass(neg_unary, verts, offsets, slice_ws, splat_ws, bufs, q_out, 
                 bufs[t][c] = 0.0
         lo, hi = chunk_range(c, nchunks, n)
         if nl <= MAX_REGISTER_LABELS:
-            meanfield_rows(
-                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q
-            )
+            meanfield_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, gather, scatter, write_q)
             continue
-        wide_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, c, lo, hi, gather, scatter, write_q)
+        wide_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, gather, scatter, write_q)
 
 
 # ---------------------------------------------------------------------------------------------

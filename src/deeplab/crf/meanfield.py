@@ -15,7 +15,7 @@ Vertex precision. The fused inference stores each Potts kernel's blurred vertex 
 (``vertex_dtype="float16"``): the blur and the slice, which dominate on large lattices, then move half the bytes
 (measured over 45 photos in two runs: median 1.16-1.19x faster per image, 1.1-1.4x on the largest lattices). Splats
 still accumulate in float32. Q lies in [0, 1], so the values are bounded by the blurred splat of the splat weights;
-a power-of-two factor (exact, undone in the slice weights) keeps them <= 2^14 (float16 max 65504). Error bound:
+a power-of-two factor (exact, undone in the slice factors) keeps them <= 2^14 (float16 max 65504). Error bound:
 every blur axis and the final store round once (relative 2^-11 each; all weights are positive, so errors do not
 grow), so a message is off by a relative <= (D+2) 2^-11, plus an absolute (D+2) 2^-24 per vertex row below float16's
 normal range. A kernel whose smallest per-pixel message would fall below 2^-10 after scaling (an extreme range of
@@ -23,6 +23,13 @@ vertex masses) keeps float32 vertices, as do non-Potts compatibilities, label ro
 and the portable build. For DeepLab's parameters (bi_w 4, pos_w 3, D = 5 and 2) the energy error is below 0.02 and
 labels equal the float32 result on >= 99.99% of pixels (benchmarks/bench_crf.py); ``vertex_dtype="float32"`` gives
 the float32 path.
+
+Energy rows. When every kernel stores float16 vertex values, the passes also read each pixel's -U as int16 steps of
+UNARY_STEP = 2^-11 below the pixel's largest entry (softmax is shift-invariant): half the bytes of the row every pass
+streams (measured on the 13 voc_mini photos, one process, interleaved: median 1.13x per call, 0.97-1.29x). Rounding
+moves an energy by <= 2^-12, under 1/50 of the float16 vertex bound above; ``iterations=0`` (Q0 itself) reads the
+float32 rows. A unary whose labels span more than 32767 steps (about 16) at some pixel keeps float32 rows: clipping
+there could hide a label that the pairwise terms would revive.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from numba import prange
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.kernels import MAX_REGISTER_LABELS, PORTABLE, kernel, padded, register, threads_in_use
 from deeplab.crf.lattice import build_lattice, filter_scalar, lattice_filter, row_starts, splat_buffers
-from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, rows_from_columns  # (portable twin: kernels._build)
+from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, UNARY_STEP, rows_from_columns  # (portable twin: kernels._build)
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
@@ -86,6 +93,31 @@ def _energy_rows(maps, width, scale, log_floor):
 register(_energy_rows)
 
 
+def _fixed_rows(energy, num_labels, out):
+    """out[i, k] = energy[i, k] - max over labels of energy[i, :L], in int16 steps of UNARY_STEP (rounded) for the
+    labels k < L = num_labels, 0 in the padding lanes. energy: (N, Lp) float32; out: (N, Lp) int16. Returns how
+    many entries fell below -32767 steps (about -16; clipped: out is then unusable)."""
+    n, lp = energy.shape
+    inv = np.float32(1.0 / UNARY_STEP)
+    over = 0
+    for i in prange(n):
+        top = energy[i, 0]
+        for k in range(1, num_labels):
+            top = max(top, energy[i, k])
+        for k in range(lp):
+            v = np.float32(0.0)
+            if k < num_labels:
+                v = (energy[i, k] - top) * inv
+            if v < -32767.0:
+                over += 1
+                v = np.float32(-32767.0)
+            out[i, k] = np.int16(v - np.float32(0.5))  # v <= 0: truncation of v - 1/2 rounds to nearest
+    return over
+
+
+register(_fixed_rows)
+
+
 VERTEX_DTYPES = ("float16", "float32")
 HALF_PEAK = 2.0**14  # float16 vertex values are scaled to at most this (float16 max: 65504)
 HALF_LOW = 2.0**-10  # ... and kept float32 if a pixel's own message would fall below this (normal from 2^-14)
@@ -120,23 +152,22 @@ class LatticeKernel:
         self.normalization = normalization
         raw, peak = filter_scalar(self.lattice)  # K 1, its largest vertex value
         self.in_weight, self.out_weight = normalization_weights(raw, normalization)
-        bary = self.lattice.bary
         self.half_scale = half_scale(raw / self.lattice.alpha, peak, self.in_weight)
-        # vertex values are kept scaled by vertex_scale (a power of two: exact), undone by the slice weights
+        # vertex values are kept scaled by vertex_scale (a power of two: exact), undone by the slice factors
         self.vertex_scale = 1.0 if self.half_scale is None else self.half_scale
-        splat = bary * np.float32(self.vertex_scale)
-        if self.in_weight is not None:
-            splat *= self.in_weight[:, None]
-        self.splat_w = np.ascontiguousarray(splat, np.float32)  # (N, D+1) splat weights incl. normalisation
 
-    def slice_weights(self, scale: float = 1.0) -> np.ndarray:
-        """(N, D+1) float32 slice weights: barycentric weights x alpha x output normalisation x scale (for the
-        fused pass's vertex values: divided by vertex_scale)."""
-        factor = np.float32(self.lattice.alpha * scale / self.vertex_scale)
+    def pass_scales(self, scale: float = 1.0) -> np.ndarray:
+        """(N, 2) float32 per-pixel factors of the fused pass, which slices and splats with the barycentric
+        weights (Lattice.bary) times them: [:, 0] slice (alpha x output normalisation x scale / vertex_scale),
+        [:, 1] splat (input normalisation x vertex_scale)."""
+        out = np.empty((self.n, 2), np.float32)
+        out[:, 0] = self.lattice.alpha * scale / self.vertex_scale
         if self.out_weight is not None:
-            factor = self.out_weight.astype(np.float32) * factor
-            return self.lattice.bary * factor[:, None]
-        return self.lattice.bary * factor
+            out[:, 0] *= self.out_weight
+        out[:, 1] = self.vertex_scale
+        if self.in_weight is not None:
+            out[:, 1] *= self.in_weight
+        return out
 
     @property
     def n(self) -> int:
@@ -284,22 +315,23 @@ class MeanField:
         return [(k, c) for k, c in self.terms if isinstance(k, LatticeKernel)]
 
     def _compat_terms(self) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-        """Per kernel: slice weights (Potts weight folded in) and the label map applied to the blurred vertex
-        values: None (Potts), (Lp,) per-label factors (other diagonal C) or (Lp, Lp) -C^T (full C).
-        energy -= (K Q) C^T, and slicing is linear per label, so C acts on the M blurred rows (M << N)."""
-        slice_ws: list[np.ndarray] = []
+        """Per kernel: the pass's per-pixel factors (pass_scales, Potts weight folded into the slice) and the
+        label map applied to the blurred vertex values: None (Potts), (Lp,) per-label factors (other diagonal
+        C) or (Lp, Lp) -C^T (full C). energy -= (K Q) C^T, and slicing is linear per label, so C acts on the
+        M blurred rows (M << N)."""
+        scales: list[np.ndarray] = []
         label_maps: list[np.ndarray | None] = []
         for k, c in self.lattice_terms():
             scale = -np.diag(c)[: self.num_labels]
             potts = _is_diagonal(c) and np.all(scale == scale[0])
-            slice_ws.append(k.slice_weights(scale[0] if potts else 1.0))
+            scales.append(k.pass_scales(scale[0] if potts else 1.0))
             if potts:
                 label_maps.append(None)
             elif _is_diagonal(c):
                 label_maps.append(-np.diag(c))
             else:
                 label_maps.append(np.ascontiguousarray(-c.T))
-        return slice_ws, label_maps
+        return scales, label_maps
 
     def _inference_fused(self, iterations: int, half: bool) -> np.ndarray:
         """Q as (L, N) float32: fused passes over the pixels, blurs of the vertex rows in between. half: store
@@ -313,17 +345,22 @@ class MeanField:
         offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
         if len({o.dtype for o in offsets}) > 1:  # one dtype for the tuple
             offsets = tuple(o.astype(np.int64) for o in offsets)
-        slice_ws, label_maps = self._compat_terms()
+        scales, label_maps = self._compat_terms()
         half = half and not PORTABLE and lp <= MAX_REGISTER_LABELS
         halves = [half and k.half_scale is not None and m is None for k, m in zip(kernels, label_maps, strict=True)]
-        slice_t, splat_t = tuple(slice_ws), tuple(k.splat_w for k in kernels)
+        bary_t, scales_t = tuple(k.lattice.bary for k in kernels), tuple(scales)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         dtypes = [np.uint16 if h else np.float32 for h in halves]  # uint16: float16 bits
         ping = tuple(np.zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
         pong = tuple(np.zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
         q = np.empty((self.num_labels, n), np.float32)
+        unary = self.neg_unary
+        if all(halves) and iterations > 0:  # int16 energy rows (module docstring)
+            fixed = np.empty(unary.shape, np.int16)
+            if kernel("_fixed_rows")(unary, self.num_labels, fixed) == 0:
+                unary = fixed
         # Q0 = softmax(-U), splatted for the first update
-        meanfield_pass(self.neg_unary, ping, offsets, slice_t, splat_t, bufs, q, False, iterations > 0, iterations == 0)
+        meanfield_pass(unary, ping, offsets, bary_t, scales_t, bufs, q, False, iterations > 0, iterations == 0)
         for it in range(iterations):
             verts = []
             for k, b, a, a2, label_map in zip(kernels, bufs, ping, pong, label_maps, strict=True):
@@ -335,7 +372,7 @@ class MeanField:
                     v = np.matmul(v, label_map, out=a2 if v is a else a)
                 verts.append(v)
             last = it == iterations - 1
-            meanfield_pass(self.neg_unary, tuple(verts), offsets, slice_t, splat_t, bufs, q, True, not last, last)
+            meanfield_pass(unary, tuple(verts), offsets, bary_t, scales_t, bufs, q, True, not last, last)
         return q
 
     def kl_divergence(self, q: np.ndarray) -> float:

@@ -87,41 +87,49 @@ def rows_from_columns(dst, src, i0, scale, pad, log_floor):
 
 
 @njit(cache=True, inline="always", fastmath=True)
-def meanfield_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+def meanfield_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):
     """Mean-field updates of pixels lo..hi-1 (see simd.meanfield_rows)."""
     nl = neg_unary.shape[1]
     nk = len(offsets)
     e = np.empty(nl, np.float32)
+    row = np.empty(nl, np.float32)
     for i in range(lo, hi):
         copy_row(e, neg_unary[i])
         if gather:
             for t in range(nk):
-                gather_rows(e, verts[t], offsets[t], slice_ws[t], i)
+                row[:] = 0.0
+                gather_rows(row, verts[t], offsets[t], bary[t], i)
+                f = scales[t][i, 0]
+                for k in range(nl):
+                    e[k] += f * row[k]
         softmax_row(e)
         if write_q:
             for k in range(q_out.shape[0]):
                 q_out[k, i] = e[k]
         if scatter:
             for t in range(nk):
-                scatter_rows(bufs[t], chunk, e, offsets[t], splat_ws[t], i)
+                f = scales[t][i, 1]
+                for k in range(nl):
+                    row[k] = f * e[k]
+                scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
 
 
 meanfield_rows_prefetch = meanfield_rows  # no prefetch hints in plain numba
 
 
-def wide_rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+def wide_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):
     """meanfield_rows for label rows wider than the SIMD registers (the SIMD build's fallback). Typed for
-    float32 vertex rows only: float16 vertex storage is limited to MAX_REGISTER_LABELS labels, so a vertex
-    tuple holding uint16 (float16) rows never reaches this call and compiles it to nothing."""
+    float32 energy and vertex rows only: int16 energy rows and float16 vertex storage are limited to
+    MAX_REGISTER_LABELS labels, so arguments holding them never reach this call and compile it to nothing."""
 
 
 @overload(wide_rows, inline="always")
-def _wide_rows_for(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
-    if all(v.dtype == types.float32 for v in verts):
+def _wide_rows_for(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):
+    if neg_unary.dtype == types.float32 and all(v.dtype == types.float32 for v in verts):
 
-        def rows(neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q):
+        def rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):
             meanfield_rows(
-                neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+                neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q
             )
 
         return rows

@@ -8,7 +8,8 @@ loads/stores directly. ``softmax_row`` does the same for the per-pixel softmax (
 picks 64-lane loops there, so a 24-label row ran scalar). All arrays must be C-contiguous float32 (int32
 for offsets); no bounds checks. Exception: blurred vertex rows may be stored as half precision (float16
 values in uint16 arrays, half the memory traffic): ``blur_row``, ``prefetch_row`` and the gather of
-``meanfield_rows`` convert on load and store (vcvtph2ps / vcvtps2ph on x86).
+``meanfield_rows`` convert on load and store (vcvtph2ps / vcvtps2ph on x86), and ``meanfield_rows`` may read its
+energy rows as int16 fixed point (UNARY_STEP).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def _data(context, builder, ty, val):
 
 
 def _splat(builder, scalar):
-    vec = ir.Constant(_VEC, ir.Undefined)
+    """<8 x T> of a scalar of type T."""
+    vec = ir.Constant(ir.VectorType(scalar.type, _W), ir.Undefined)
     for k in range(_W):
         vec = builder.insert_element(vec, scalar, ir.Constant(ir.IntType(32), k))
     return vec
@@ -47,6 +49,10 @@ def _vstore(builder, value, base, index):
 
 
 _HVEC = ir.VectorType(ir.HalfType(), _W)
+
+
+_IVEC = ir.VectorType(ir.IntType(16), _W)
+UNARY_STEP = 2.0**-11  # energy per unit of an int16 energy row (meanfield_rows)
 
 
 def _is_half(ty) -> bool:
@@ -449,27 +455,28 @@ def _meanfield_rows_intrinsic(prefetch: bool):
 
     @intrinsic
     def meanfield_rows(
-        typingctx, neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
+        typingctx, neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q
     ):
         """Mean-field updates of pixels lo..hi-1 with the label row in registers (L <= MAX_REGISTER_LABELS).
 
         Per pixel i, with v = offsets[t][i, r] / L the vertex of corner r of kernel t: e = neg_unary[i] (+ sum
-        over t, r of slice_ws[t][i, r] * verts[t][v] if gather); Q_i = softmax(e); q_out[:, i] = Q_i[:L'] if
-        write_q; if scatter, bufs[t][chunk, v] += splat_ws[t][i, r] * Q_i for every t, r.
-        neg_unary: (N, L) float32; q_out: (L', N) float32 label-major output, L' <= L; verts, offsets, slice_ws,
-        splat_ws, bufs: equal-length tuples (one entry per kernel) of (M_t+1, L) float32 or uint16 (float16
-        values, converted on load), (N, R_t) int32 or int64 row starts (lattice.row_starts), (N, R_t)
-        float32, (N, R_t) float32 and (C, M_t+1, L) float32.
+        over t of scales[t][i, 0] * sum_r bary[t][i, r] * verts[t][v] if gather); Q_i = softmax(e);
+        q_out[:, i] = Q_i[:L'] if write_q; if scatter, bufs[t][chunk, v] += bary[t][i, r] * scales[t][i, 1] * Q_i
+        for every t, r.
+        neg_unary: (N, L) float32, or int16 in steps of UNARY_STEP (lanes L'.. then read as PAD_ENERGY); it joins
+        each energy row after the gathers, off their dependency chains. q_out: (L', N) float32 label-major
+        output, L' <= L. verts, offsets, bary, scales, bufs: equal-length tuples (one entry per kernel) of
+        (M_t+1, L) float32 or uint16 (float16 values, converted on load), (N, R_t) int32 or int64 row starts
+        (lattice.row_starts), (N, R_t) float32 barycentric weights, (N, 2) float32 per-pixel slice and splat
+        factors and (C, M_t+1, L) float32.
         L % 8 == 0. Code is generated for each row width of 1-4 vectors (a compile-time pixel row stride); the
         kernel tuple is unrolled at compile time. The prefetching build fetches the vertex rows of later pixels
         ahead (for vertex arrays far larger than the caches).
         """
-        sig = types.void(
-            neg_unary, q_out, verts, offsets, slice_ws, splat_ws, bufs, chunk, lo, hi, gather, scatter, write_q
-        )
+        sig = types.void(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q)
 
         def codegen(context, builder, signature, args):
-            nu_v, q_v, verts_v, off_v, slw_v, spw_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
+            nu_v, q_v, verts_v, off_v, bary_v, scales_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
             ty = signature.args
             intp = context.get_value_type(types.intp)
 
@@ -482,6 +489,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 return context.cast(builder, value, ty[index], types.intp)
 
             nu = array(0, nu_v)
+            fixed_unary = ty[0].dtype == types.int16
             nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
             q = array(1, q_v)
             q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
@@ -497,8 +505,8 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                         half=_is_half(ty[2][t]),
                         off=off.data,
                         nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
-                        slice_w=array((4, t), builder.extract_value(slw_v, t)).data,
-                        splat_w=array((5, t), builder.extract_value(spw_v, t)).data,
+                        bary=array((4, t), builder.extract_value(bary_v, t)).data,
+                        scales=array((5, t), builder.extract_value(scales_v, t)).data,
                         bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
                     )
                 )
@@ -506,18 +514,32 @@ def _meanfield_rows_intrinsic(prefetch: bool):
             # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
             accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(PIXELS_PER_STEP)]
 
-            def corners(k, pixel_ids, weights, body):
+            def unary_lanes(at, j):
+                """8 lanes of the energy row at neg_unary[at:] (lane group j): float32 as stored, or int16 steps of
+                UNARY_STEP with the padding lanes (labels >= L') set to PAD_ENERGY."""
+                if not fixed_unary:
+                    return _vload(builder, nu.data, at)
+                raw = builder.load(builder.bitcast(builder.gep(nu.data, [at]), _IVEC.as_pointer()), align=2)
+                x = builder.fmul(builder.sitofp(raw, _VEC), _splat(builder, ir.Constant(ir.FloatType(), UNARY_STEP)))
+                label = ir.Constant(ir.VectorType(intp, _W), [_W * j + m for m in range(_W)])
+                real = builder.icmp_signed("<", label, _splat(builder, q_labels))
+                return builder.select(real, x, _splat(builder, ir.Constant(ir.FloatType(), PAD_ENERGY)))
+
+            def corners(k, pixel_ids, which, body):
                 """body(p, row start of the corner's vertex, 8 lanes of its weight) for every corner r of every
-                pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
+                pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave). Weight: bary[i, r]
+                x scales[i, which] (0: slice, 1: splat)."""
+                two, column = ir.Constant(intp, 2), ir.Constant(intp, which)
+                factors = [
+                    builder.load(builder.gep(k["scales"], [builder.add(builder.mul(i, two), column)]))
+                    for i in pixel_ids
+                ]
                 firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
                 with cgutils.for_range(builder, k["nr"]) as r:
-                    for p, first in enumerate(firsts):
+                    for p, (first, f) in enumerate(zip(firsts, factors, strict=True)):
                         e = builder.add(first, r.index)
-                        body(
-                            p,
-                            _row_start(context, builder, k["off"], e),
-                            _splat(builder, builder.load(builder.gep(k[weights], [e]))),
-                        )
+                        w = builder.fmul(builder.load(builder.gep(k["bary"], [e])), f, flags=_FAST)
+                        body(p, _row_start(context, builder, k["off"], e), _splat(builder, w))
 
             def fetch_ahead(pixel_ids, group):
                 """Prefetch the vertex rows that the pixels PREFETCH_PIXELS after pixel_ids will gather and splat
@@ -542,9 +564,10 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 lanes = [ir.Constant(intp, _W * j) for j in range(group)]
                 width = ir.Constant(intp, _W * group)  # == L
                 rows = [builder.mul(i, width) for i in pixel_ids]
-                for acc, row in zip(accs, rows, strict=False):
-                    for a, kb in zip(acc, lanes, strict=False):
-                        builder.store(_vload(builder, nu.data, builder.add(row, kb)), a)
+                zero = ir.Constant(_VEC, [0.0] * _W)
+                for acc in accs[: len(rows)]:
+                    for a in acc[:group]:
+                        builder.store(zero, a)
                 with builder.if_then(gather_v):
                     for k in kernels:
 
@@ -553,7 +576,11 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                                 x = _vload_any(builder, k["verts"], builder.add(base, kb), k["half"])
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
 
-                        corners(k, pixel_ids, "slice_w", gather)
+                        corners(k, pixel_ids, 0, gather)
+                # the energy rows join last: their loads and conversions stay off the gathers' dependency chains
+                for acc, row in zip(accs, rows, strict=False):
+                    for j, (a, kb) in enumerate(zip(acc, lanes, strict=False)):
+                        builder.store(_vadd(builder, builder.load(a), unary_lanes(builder.add(row, kb), j)), a)
                 ys = [_softmax_registers(builder, [builder.load(a) for a in acc[:group]]) for acc in accs[: len(rows)]]
                 with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
                     for i, y_row in zip(pixel_ids, ys, strict=True):
@@ -578,7 +605,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                                     at,
                                 )
 
-                        corners(k, pixel_ids, "splat_w", scatter)
+                        corners(k, pixel_ids, 1, scatter)
 
             def pixels(group):
                 """Pixels lo..hi-1: PIXELS_PER_STEP equal parts walked side by side (the pixels of a step are far
