@@ -516,6 +516,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
             # the misses (measured on the high-M voc_mini photos: 1.03-1.07x over two interleaved pixels)
             per_step = 1 if prefetch else PIXELS_PER_STEP
             accs = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(per_step)]
+            extra = [[cgutils.alloca_once(builder, _VEC) for _ in range(4)] for _ in range(per_step)]
 
             def unary_lanes(at, j):
                 """8 lanes of the energy row at neg_unary[at:] (lane group j): float32 as stored, or int16 steps of
@@ -528,21 +529,20 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 real = builder.icmp_signed("<", label, _splat(builder, q_labels))
                 return builder.select(real, x, _splat(builder, ir.Constant(ir.FloatType(), PAD_ENERGY)))
 
-            def corners(k, pixel_ids, which, body):
-                """body(p, row start of the corner's vertex, 8 lanes of its weight) for every corner r of every
-                pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave). Weight: bary[i, r]
-                x scales[i, which] (0: slice, 1: splat)."""
-                two, column = ir.Constant(intp, 2), ir.Constant(intp, which)
-                factors = [
-                    builder.load(builder.gep(k["scales"], [builder.add(builder.mul(i, two), column)]))
-                    for i in pixel_ids
-                ]
+            def corners(k, pixel_ids, body):
+                """body(p, row start of the corner's vertex, 8 lanes of its barycentric weight) for every corner r of
+                every pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
                 firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
                 with cgutils.for_range(builder, k["nr"]) as r:
-                    for p, (first, f) in enumerate(zip(firsts, factors, strict=True)):
+                    for p, first in enumerate(firsts):
                         e = builder.add(first, r.index)
-                        w = builder.fmul(builder.load(builder.gep(k["bary"], [e])), f, flags=_FAST)
-                        body(p, _row_start(context, builder, k["off"], e), _splat(builder, w))
+                        w = _splat(builder, builder.load(builder.gep(k["bary"], [e])))
+                        body(p, _row_start(context, builder, k["off"], e), w)
+
+            def factor(k, i, which):
+                """8 lanes of kernel k's per-pixel factor scales[i, which] (0: slice, 1: splat)."""
+                at = builder.add(builder.mul(i, ir.Constant(intp, 2)), ir.Constant(intp, which))
+                return _splat(builder, builder.load(builder.gep(k["scales"], [at])))
 
             def fetch_ahead(pixel_ids, group):
                 """Prefetch the vertex rows that the pixels PREFETCH_PIXELS after pixel_ids will gather and splat
@@ -572,14 +572,25 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                     for a in acc[:group]:
                         builder.store(zero, a)
                 with builder.if_then(gather_v):
-                    for k in kernels:
+                    # kernel 0 sums into the energy accumulators, scaled once; later kernels into their own
+                    for t, k in enumerate(kernels):
+                        sums = accs if t == 0 else extra
+                        if t > 0:
+                            for acc in extra[: len(rows)]:
+                                for a in acc[:group]:
+                                    builder.store(zero, a)
 
-                        def gather(p, base, w, k=k):
-                            for a, kb in zip(accs[p], lanes, strict=False):
+                        def gather(p, base, w, k=k, sums=sums):
+                            for a, kb in zip(sums[p], lanes, strict=False):
                                 x = _vload_any(builder, k["verts"], builder.add(base, kb), k["half"])
                                 builder.store(_vadd(builder, builder.load(a), builder.fmul(w, x, flags=_FAST)), a)
 
-                        corners(k, pixel_ids, 0, gather)
+                        corners(k, pixel_ids, gather)
+                        for i, acc, more in zip(pixel_ids, accs, sums, strict=False):
+                            f = factor(k, i, 0)
+                            for a, b in zip(acc[:group], more[:group], strict=True):
+                                scaled = builder.fmul(f, builder.load(b), flags=_FAST)
+                                builder.store(scaled if t == 0 else _vadd(builder, builder.load(a), scaled), a)
                 # the energy rows join last: their loads and conversions stay off the gathers' dependency chains
                 for acc, row in zip(accs, rows, strict=False):
                     for j, (a, kb) in enumerate(zip(acc, lanes, strict=False)):
@@ -597,9 +608,13 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                                     )
                 with builder.if_then(scatter_v):
                     for k in kernels:
+                        outs = [
+                            [builder.fmul(factor(k, i, 1), y, flags=_FAST) for y in y_row]
+                            for i, y_row in zip(pixel_ids, ys, strict=True)
+                        ]
 
-                        def scatter(p, base, w, k=k):
-                            for y, kb in zip(ys[p], lanes, strict=True):
+                        def scatter(p, base, w, k=k, outs=outs):
+                            for y, kb in zip(outs[p], lanes, strict=True):
                                 at = builder.add(base, kb)
                                 _vstore(
                                     builder,
@@ -608,7 +623,7 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                                     at,
                                 )
 
-                        corners(k, pixel_ids, 1, scatter)
+                        corners(k, pixel_ids, scatter)
 
             def pixels(group):
                 """Pixels lo..hi-1: per_step equal parts walked side by side (the pixels of a step are far
