@@ -152,7 +152,7 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool, thread
             f"| {set_name} | {name} | {r['size'][0]}x{r['size'][1]} | {r['m_over_n']:.2f} | "
             f"{statistics.median(t['1 thread']):.3f} | {statistics.median(t['float32 vertices']):.3f} | "
             f"{statistics.median(t['pydensecrf2']):.3f} | {r['speedup']:.2f}x | {r['speedup32']:.2f}x | "
-            f"{r['threads']:.2f}x | {100 * r['equal']:.3f}% / {100 * r['equal32']:.3f}% |"
+            f"{_times(r['threads'])} | {100 * r['equal']:.3f}% / {100 * r['equal32']:.3f}% |"
         )
         print(rows[-1], file=sys.stderr, flush=True)
     summary = [
@@ -168,11 +168,16 @@ def bench_speed(data: Path, rounds: int, camvid_frames: int, quick: bool, thread
     return rows + summary
 
 
+def _times(ratio: float) -> str:
+    """A ratio as "2.50x"; "-" when not measured (NaN: --no-threads)."""
+    return "-" if ratio != ratio else f"{ratio:.2f}x"
+
+
 def _summary_row(name: str, part: list[dict]) -> str:
     cells = []
     for key in ("speedup", "speedup32", "threads"):
         values = [r[key] for r in part]
-        cells += [f"{statistics.median(values):.2f}x", f"{min(values):.2f}x"]
+        cells += [_times(statistics.median(values)), _times(min(values))]
     equal = f"{100 * min(r['equal'] for r in part):.3f}% / {100 * min(r['equal32'] for r in part):.3f}%"
     return f"| {name} | {len(part)} | " + " | ".join(cells) + f" | {equal} |"
 
