@@ -26,7 +26,8 @@ the float32 path.
 
 Energy rows. When every kernel stores float16 vertex values, the passes also read each pixel's -U as int16 steps of
 UNARY_STEP = 2^-11 below the pixel's largest entry (softmax is shift-invariant): half the bytes of the row every pass
-streams (measured on the 13 voc_mini photos, one process, interleaved: median 1.13x per call, 0.97-1.29x). Rounding
+streams (with the unary added after the gathers, off their dependency chains: median 1.13x per call, 0.97-1.29x,
+on the 13 voc_mini photos, interleaved in one process, benchmarks/bench_crf_ab.py). Rounding
 moves an energy by <= 2^-12, under 1/50 of the float16 vertex bound above; ``iterations=0`` (Q0 itself) reads the
 float32 rows. A unary whose labels span more than 32767 steps (about 16) at some pixel keeps float32 rows: clipping
 there could hide a label that the pairwise terms would revive.
