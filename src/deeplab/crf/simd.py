@@ -567,18 +567,19 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                 lanes = [ir.Constant(intp, _W * j) for j in range(group)]
                 width = ir.Constant(intp, _W * group)  # == L
                 rows = [builder.mul(i, width) for i in pixel_ids]
-                zero = ir.Constant(_VEC, [0.0] * _W)
-                for acc in accs[: len(rows)]:
-                    for a in acc[:group]:
-                        builder.store(zero, a)
+
+                def clear(vectors):
+                    for acc in vectors[: len(rows)]:
+                        for a in acc[:group]:
+                            builder.store(ir.Constant(_VEC, [0.0] * _W), a)
+
+                clear(accs)
                 with builder.if_then(gather_v):
                     # kernel 0 sums into the energy accumulators, scaled once; later kernels into their own
                     for t, k in enumerate(kernels):
                         sums = accs if t == 0 else extra
                         if t > 0:
-                            for acc in extra[: len(rows)]:
-                                for a in acc[:group]:
-                                    builder.store(zero, a)
+                            clear(extra)
 
                         def gather(p, base, w, k=k, sums=sums):
                             for a, kb in zip(sums[p], lanes, strict=False):
