@@ -50,10 +50,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--camvid", type=int, default=3, help="CamVid test frames spread over the split (0: none)")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # names may follow the options
     for src in (args.old, args.new):
         if not (src / "deeplab/crf/__init__.py").is_file():
-            sys.exit(f"error: {src} is not a src folder holding deeplab/crf")
+            ap.error(f"{src} is not a src folder holding deeplab/crf")
+    photos = args.data / "voc_mini/VOC2012/JPEGImages"
+    missing = [n for n in args.names if not (photos / f"{n}.jpg").is_file()]
+    if missing or not photos.is_dir():
+        ap.error(f"not voc_mini photos under {photos}: {', '.join(missing) or '(folder missing; see --data)'}")
     from deeplab.crf.synthetic import coarse_probs
 
     images = [(n, *voc(args.data, n)) for n in (args.names or voc_names(args.data))]
