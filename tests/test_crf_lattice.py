@@ -123,6 +123,8 @@ def test_sorted_blur_order_gives_the_vertex_order_result(threads):
         (21, 1, 2, False),
         (21, 2, 2, False),
         (2, 1, 2, False),
+        (11, 1, 2, False),
+        (30, 1, 2, False),
         (40, 1, 2, False),
         (21, 1, 1, False),
         (21, 1, 2, True),
@@ -130,9 +132,9 @@ def test_sorted_blur_order_gives_the_vertex_order_result(threads):
     ],
 )
 def test_fused_inference_equals_unfused_steps(num_labels, threads, kernels, matrix):
-    """The fused pass (label rows in registers up to 32 labels, a scratch row beyond; serial and parallel
-    builds; one or two kernels; Potts, per-label and full L x L compatibilities) equals plain filter +
-    softmax steps."""
+    """The fused pass (label rows in registers up to 32 labels, as 8-, 16-, 16+8- and 16+16-lane vectors, a scratch
+    row beyond; serial and parallel builds; one or two kernels; Potts, per-label and full L x L compatibilities)
+    equals plain filter + softmax steps."""
     img, gt = voc_crop(2)
     unary = coarse_unary(np.where(gt == 255, 255, gt % num_labels), num_labels)
     compat = np.linspace(1, 3, num_labels)
@@ -183,7 +185,7 @@ def test_simd_softmax_matches_float64_softmax():
     """The SIMD exp / softmax of the fused pass (MeanField.inference(0) = softmax(-U)) against float64,
     over energies spanning 0..-100 (exp underflows to exactly 0 below -80) and padded label counts."""
     rng = np.random.default_rng(0)
-    for num_labels in (3, 21, 40):
+    for num_labels in (3, 11, 21, 30, 40):
         unary = (rng.random((997, num_labels)) * rng.choice([1, 10, 100], (997, 1))).astype(np.float32)
         q = MeanField(unary).inference(0)
         e = -unary.astype(np.float64)

@@ -40,7 +40,14 @@ from numba import prange
 
 from deeplab.crf.exact import gaussian_matrix
 from deeplab.crf.kernels import MAX_REGISTER_LABELS, PORTABLE, kernel, padded, register, threads_in_use
-from deeplab.crf.lattice import build_lattice, filter_scalar, lattice_filter, row_starts, splat_buffers
+from deeplab.crf.lattice import (
+    aligned_zeros,
+    build_lattice,
+    filter_scalar,
+    lattice_filter,
+    row_starts,
+    splat_buffers,
+)
 from deeplab.crf.simd import ENERGY_FLOOR, PAD_ENERGY, UNARY_STEP, rows_from_columns  # (portable twin: kernels._build)
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
@@ -352,8 +359,8 @@ class MeanField:
         bary_t, scales_t = tuple(k.lattice.bary for k in kernels), tuple(scales)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         dtypes = [np.uint16 if h else np.float32 for h in halves]  # uint16: float16 bits
-        ping = tuple(np.zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
-        pong = tuple(np.zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
+        ping = tuple(aligned_zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
+        pong = tuple(aligned_zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
         q = np.empty((self.num_labels, n), np.float32)
         unary = self.neg_unary
         if all(halves) and iterations > 0:  # int16 energy rows (module docstring)
