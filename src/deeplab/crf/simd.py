@@ -298,10 +298,29 @@ def _prefetch(builder, address):
     builder.call(fn, [builder.bitcast(address, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
 
+def _straddles(row_bytes: int) -> bool:
+    """True if a row of row_bytes, starting at a multiple of row_bytes from a cache-line boundary, can touch one line
+    more than ceil(row_bytes / 64) (e.g. 48 bytes: 24 float16 values). With r = row_bytes % 64, a row starts at a
+    multiple of the largest power of two dividing r within its line, so it reaches one line further iff r is not
+    itself a power of two."""
+    r = row_bytes % 64
+    return r & (r - 1) != 0
+
+
+def _prefetch_row_lines(builder, base, start, lanes, half):
+    """Prefetch the cache lines of the ``lanes`` values base[start:start + lanes] (float* or, ``half``, i16*; rows
+    of ``lanes`` values from a cache-line-aligned base): one prefetch per line's worth of lanes, and one at the last
+    lane if the row may touch a line more (_straddles)."""
+    per_line = 32 if half else 16
+    firsts = [*range(0, lanes, per_line)] + ([lanes - 1] if _straddles(lanes * (2 if half else 4)) else [])
+    for first in firsts:
+        _prefetch(builder, builder.gep(base, [builder.add(start, ir.Constant(start.type, first))]))
+
+
 @intrinsic
 def prefetch_row(typingctx, x, v):
     """Prefetch row v of x (M+1, L) C-contiguous float32 or uint16 (float16): the cache lines of its L values (a
-    hint; no effect on results)."""
+    hint; no effect on results). x must start on a cache line (lattice.aligned_zeros)."""
     sig = types.void(x, v)
 
     def codegen(context, builder, signature, args):
@@ -314,6 +333,9 @@ def prefetch_row(typingctx, x, v):
         with cgutils.for_range(builder, lines) as line:
             at = builder.add(start, builder.mul(line.index, ir.Constant(intp, per_line)))
             _prefetch(builder, builder.gep(arr.data, [at]))
+        # and the last value's line, which a row not filling whole lines can reach (_straddles): unconditionally,
+        # as a redundant hint cost less than the test in the blur loop (measured)
+        _prefetch(builder, builder.gep(arr.data, [builder.add(start, builder.sub(nl, ir.Constant(intp, 1)))]))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -581,7 +603,6 @@ def _meanfield_rows_intrinsic(prefetch: bool):
             def fetch_ahead(pixel_ids, group):
                 """Prefetch the vertex rows that the pixels PREFETCH_PIXELS after pixel_ids will gather and splat
                 (worth it when the vertex arrays far exceed the caches)."""
-                lines = [ir.Constant(intp, 16 * j) for j in range((_W * group + 15) // 16)]
                 for i in pixel_ids:
                     j = builder.add(i, ir.Constant(intp, PREFETCH_PIXELS))
                     with builder.if_then(builder.icmp_signed("<", j, hi_i)):
@@ -589,10 +610,8 @@ def _meanfield_rows_intrinsic(prefetch: bool):
                             first = builder.mul(j, k["nr"])
                             with cgutils.for_range(builder, k["nr"]) as r:
                                 base = _row_start(context, builder, k["off"], builder.add(first, r.index))
-                                for line in lines:
-                                    _prefetch(builder, builder.gep(k["bufs"], [builder.add(base, line)]))
-                                for line in lines[:: 2 if k["half"] else 1]:
-                                    _prefetch(builder, builder.gep(k["verts"], [builder.add(base, line)]))
+                                _prefetch_row_lines(builder, k["bufs"], base, _W * group, False)
+                                _prefetch_row_lines(builder, k["verts"], base, _W * group, k["half"])
 
             def update(pixel_ids, group):
                 """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels,
