@@ -196,3 +196,13 @@ def test_simd_softmax_matches_float64_softmax():
             assert np.abs(q[big] / ref[big] - 1).max() < rel_err
         assert np.abs(q - ref).max() < 5e-7
         assert np.all(q[ref < 1e-36] == 0)  # below exp(-80): exactly 0, no denormals
+
+
+def test_straddles_matches_the_lines_rows_touch():
+    """simd._straddles against brute force: rows of b bytes laid end to end from a cache line touch at most
+    ceil(b / 64) lines each, or one more exactly when _straddles(b)."""
+    from deeplab.crf.simd import _straddles
+
+    for b in range(16, 400, 16):  # float16 rows of 8k values and float32 rows of 4k values
+        most = max((v * b + b - 1) // 64 - (v * b) // 64 + 1 for v in range(64))
+        assert most == -(-b // 64) + _straddles(b), b

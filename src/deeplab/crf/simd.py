@@ -334,7 +334,7 @@ def prefetch_row(typingctx, x, v):
             at = builder.add(start, builder.mul(line.index, ir.Constant(intp, per_line)))
             _prefetch(builder, builder.gep(arr.data, [at]))
         # and the last value's line, which a row not filling whole lines can reach (_straddles): unconditionally,
-        # as a redundant hint cost less than the test in the blur loop (measured)
+        # as a redundant hint costs less than the test in the blur loop (measured)
         _prefetch(builder, builder.gep(arr.data, [builder.add(start, builder.sub(nl, ir.Constant(intp, 1)))]))
         return context.get_dummy_value()
 
