@@ -6,7 +6,7 @@ deeplab.crf in one process: how a change to one kernel is measured on this noisy
 
 Each SRC is a ``src`` folder, loaded as its own package (bench_crf_ab.load_copy). Give the first one twice (first
 and last) to see the noise: the control's ratios are what "no change" looks like. Inputs are prepared once per
-image with the first version (one thread, DeepLab-LargeFOV parameters, 21 labels, the unary of
+image by this checkout's deeplab.crf (one thread, DeepLab-LargeFOV parameters, 21 labels, the unary of
 deeplab.crf.synthetic.coarse_probs; float16 vertex values, the default): the lattices, the work arrays and
 the blurred vertex values of Q0. Then every round times each version's kernel on every image, versions in
 alternating order, so each image's samples spread over the whole run rather than a few seconds of it (a slow
@@ -34,6 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_crf import RESIZED, camvid, resized, voc, voc_names
 from bench_crf_ab import load_copy
+from deeplab.crf.api import bilateral_features
+from deeplab.crf.kernels import numba_threads
+from deeplab.crf.synthetic import coarse_probs
 
 
 def load_versions(srcs: list[Path], root: Path) -> list[dict]:
@@ -42,43 +45,40 @@ def load_versions(srcs: list[Path], root: Path) -> list[dict]:
     versions = []
     for j, src in enumerate(srcs):
         load_copy(src, f"deeplab_v{j}", root)
-        names = ("api", "kernels", "lattice", "meanfield", "synthetic")
+        names = ("kernels", "lattice")
         versions.append({m: importlib.import_module(f"deeplab_v{j}.crf.{m}") for m in names})
     return versions
 
 
-def pass_inputs(v: dict, img: np.ndarray, probs: np.ndarray) -> dict:
-    """The arguments of one fused update (after Q0's splat and blur), made with version v."""
-    mf = v["meanfield"].MeanField.from_probs(probs.reshape(probs.shape[0], -1), 1e-5)
-    v["api"].add_potts_kernels(mf, img, v["api"].resolve_params(None, {}))
+def pass_inputs(img: np.ndarray, probs: np.ndarray) -> dict:
+    """The arguments of one fused update (after Q0's splat and blur), made by this checkout's deeplab.crf."""
+    from deeplab.crf import api, kernels, lattice, meanfield
+
+    mf = meanfield.MeanField.from_probs(probs.reshape(probs.shape[0], -1), 1e-5)
+    api.add_potts_kernels(mf, img, api.resolve_params(None, {}))
     n, lp = mf.neg_unary.shape
-    kernels = [k for k, _ in mf.lattice_terms()]
-    offsets = tuple(v["lattice"].row_starts(k.lattice, lp) for k in kernels)
-    if len({o.dtype for o in offsets}) > 1:
-        offsets = tuple(o.astype(np.int64) for o in offsets)
-    scales, _ = mf._compat_terms()
-    zeros = v["lattice"].aligned_zeros
-    bufs = tuple(v["lattice"].splat_buffers(k.lattice, lp, 1) for k in kernels)
-    ping = tuple(zeros((k.lattice.m + 1, lp), np.uint16) for k in kernels)
-    pong = tuple(zeros((k.lattice.m + 1, lp), np.uint16) for k in kernels)
+    terms = [k for k, _ in mf.lattice_terms()]
+    name, offsets, bary, scales, _ = mf._pass_inputs()  # as MeanField.inference builds them
+    bufs = tuple(lattice.splat_buffers(k.lattice, lp, 1) for k in terms)
+    ping = tuple(lattice.aligned_zeros((k.lattice.m + 1, lp), np.uint16) for k in terms)
+    pong = tuple(lattice.aligned_zeros((k.lattice.m + 1, lp), np.uint16) for k in terms)
     energy = np.empty(mf.neg_unary.shape, np.int16)
-    v["kernels"].kernel("_fixed_rows")(mf.neg_unary, mf.num_labels, energy)
-    prefetch = sum((k.lattice.m + 1) * lp * 4 for k in kernels) > v["meanfield"].PREFETCH_BYTES
+    kernels.kernel("_fixed_rows")(mf.neg_unary, mf.num_labels, energy)
     args = dict(
-        name="_meanfield_pass_prefetch" if prefetch else "_meanfield_pass",
+        name=name,
         energy=energy,
         offsets=offsets,
-        bary=tuple(k.lattice.bary for k in kernels),
-        scales=tuple(scales),
+        bary=bary,
+        scales=scales,
         bufs=bufs,
         q=np.empty((mf.num_labels, n), np.float32),
-        lattices=[k.lattice for k in kernels],
+        lattices=[k.lattice for k in terms],
         ping=ping,
         pong=pong,
-        m_over_n=kernels[0].lattice.m / n,
+        m_over_n=terms[0].lattice.m / n,
     )
-    kernel = v["kernels"].kernel
-    kernel(args["name"])(energy, ping, offsets, args["bary"], args["scales"], bufs, args["q"], False, True, False)
+    kernel = kernels.kernel
+    kernel(name)(energy, ping, offsets, bary, scales, bufs, args["q"], False, True, False)
     args["verts"] = tuple(_blur(kernel, args))
     return args
 
@@ -134,13 +134,11 @@ def main() -> None:
         images += [(f"{RESIZED[0]} {w}x{h}", *resized(img, gt, (w, h))) for w, h in RESIZED[1]]
     with tempfile.TemporaryDirectory() as tmp:
         versions = load_versions(args.srcs, Path(tmp))
-        first = versions[0]
         prepared = []
         for name, img, gt in images:
-            with first["kernels"].numba_threads(1):
-                probs = first["synthetic"].coarse_probs(np.where(gt == 255, 0, gt), 21, seed=0)
-                a = pass_inputs(first, img, probs)
-                a["features"] = first["api"].bilateral_features(img, 121.0, 5.0)
+            with numba_threads(1):
+                a = pass_inputs(img, coarse_probs(np.where(gt == 255, 0, gt), 21, seed=0))
+                a["features"] = bilateral_features(img, 121.0, 5.0)
                 calls = [timed_call(v, args.part, a) for v in versions]
                 outs = [call() for call in calls]  # compiles on the first image
             diff = max((difference(outs[0], o) for o in outs[1:]), key=len, default="")

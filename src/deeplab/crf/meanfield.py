@@ -341,22 +341,31 @@ class MeanField:
                 label_maps.append(np.ascontiguousarray(-c.T))
         return scales, label_maps
 
+    def _pass_inputs(self) -> tuple[str, tuple, tuple, tuple, list[np.ndarray | None]]:
+        """The fused pass's read-only inputs: the name of its kernel (the prefetching build when the vertex arrays
+        exceed PREFETCH_BYTES), then per lattice kernel the row starts (lattice.row_starts, one dtype for the
+        tuple), barycentric weights and per-pixel factors, and the label maps (both from _compat_terms)."""
+        lp = self.neg_unary.shape[1]
+        kernels = [k for k, _ in self.lattice_terms()]
+        prefetch = sum((k.lattice.m + 1) * lp * 4 for k in kernels) > PREFETCH_BYTES
+        offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
+        if len({o.dtype for o in offsets}) > 1:
+            offsets = tuple(o.astype(np.int64) for o in offsets)
+        scales, label_maps = self._compat_terms()
+        name = "_meanfield_pass_prefetch" if prefetch else "_meanfield_pass"
+        return name, offsets, tuple(k.lattice.bary for k in kernels), tuple(scales), label_maps
+
     def _inference_fused(self, iterations: int, half: bool) -> np.ndarray:
         """Q as (L, N) float32: fused passes over the pixels, blurs of the vertex rows in between. half: store
         the blurred vertex values of the kernels that allow it as float16 (module docstring)."""
         n, lp = self.neg_unary.shape
         chunks = threads_in_use()
         kernels = [k for k, _ in self.lattice_terms()]
-        prefetch = sum((k.lattice.m + 1) * lp * 4 for k in kernels) > PREFETCH_BYTES
-        meanfield_pass = kernel("_meanfield_pass_prefetch" if prefetch else "_meanfield_pass")
+        pass_name, offsets, bary_t, scales_t, label_maps = self._pass_inputs()
+        meanfield_pass = kernel(pass_name)
         reduce_chunks, blur = kernel("_reduce_chunks"), kernel("_blur")
-        offsets = tuple(row_starts(k.lattice, lp) for k in kernels)
-        if len({o.dtype for o in offsets}) > 1:  # one dtype for the tuple
-            offsets = tuple(o.astype(np.int64) for o in offsets)
-        scales, label_maps = self._compat_terms()
         half = half and not PORTABLE and lp <= MAX_REGISTER_LABELS
         halves = [half and k.half_scale is not None and m is None for k, m in zip(kernels, label_maps, strict=True)]
-        bary_t, scales_t = tuple(k.lattice.bary for k in kernels), tuple(scales)
         bufs = tuple(splat_buffers(k.lattice, lp, chunks) for k in kernels)
         dtypes = [np.uint16 if h else np.float32 for h in halves]  # uint16: float16 bits
         ping = tuple(aligned_zeros((k.lattice.m + 1, lp), t) for k, t in zip(kernels, dtypes, strict=True))
