@@ -633,8 +633,8 @@ def lattice_filter(
     starts = row_starts(lattice, nl)
     kernel("_splat")(values, starts, np.ascontiguousarray(w_in, np.float32), bufs)
     kernel("_reduce_chunks")(bufs)
-    a = np.zeros((lattice.m + 1, nl), np.float32)
-    verts = kernel("_blur")(bufs[0], a, np.zeros_like(a), lattice.neighbours, lattice.order, reverse)
+    a, b = (aligned_zeros((lattice.m + 1, nl), np.float32) for _ in range(2))  # as the fused path's
+    verts = kernel("_blur")(bufs[0], a, b, lattice.neighbours, lattice.order, reverse)
     out = np.empty((n, nl), np.float32)
     kernel("_slice")(verts, starts, np.ascontiguousarray(w_out, np.float32), out)
     return out[:, :num_values]

@@ -320,7 +320,7 @@ def _prefetch_row_lines(builder, base, start, lanes, half):
 @intrinsic
 def prefetch_row(typingctx, x, v):
     """Prefetch row v of x (M+1, L) C-contiguous float32 or uint16 (float16): the cache lines of its L values (a
-    hint; no effect on results). x must start on a cache line (lattice.aligned_zeros)."""
+    hint; no effect on results). The hints cover the row's lines when x starts on one (lattice.aligned_zeros)."""
     sig = types.void(x, v)
 
     def codegen(context, builder, signature, args):
