@@ -444,13 +444,14 @@ def _table_keys(table, m):
 
 def _packed_neighbours(table, m, delta):
     """(D+1, M, 2) int32 blur neighbours (M if absent) from the _packed_vertices table; delta (D+1,) int64:
-    packed key step to the first neighbour along each axis (-delta: the second)."""
+    packed key step to the first neighbour along each axis (-delta: the second). One lookup per vertex and axis:
+    u is v's first neighbour exactly when v is u's second."""
     d1 = delta.shape[0]
     capacity = table.shape[0]
     shift = np.int64(64)
     while 1 << (64 - shift) < capacity:
         shift -= 1
-    nb = np.empty((d1, m, 2), np.int32)
+    nb = np.full((d1, m, 2), m, np.int32)
     nchunks = 64
     for c in prange(nchunks):
         lo, hi = chunk_range(c, nchunks, capacity)
@@ -459,10 +460,10 @@ def _packed_neighbours(table, m, delta):
             if e < 0:
                 continue
             for j in range(d1):
-                f1 = table[_find(table, table[s, 0] + delta[j], shift), 1]
-                f2 = table[_find(table, table[s, 0] - delta[j], shift), 1]
-                nb[j, e, 0] = f1 if f1 >= 0 else m
-                nb[j, e, 1] = f2 if f2 >= 0 else m
+                f = table[_find(table, table[s, 0] + delta[j], shift), 1]
+                if f >= 0:
+                    nb[j, e, 0] = f
+                    nb[j, f, 1] = e  # every (j, f) is written once: no race between chunks
     return nb
 
 
@@ -470,18 +471,19 @@ def _packed_neighbours(table, m, delta):
 def _sorted_neighbours(sorted_keys, delta):
     """(D+1, M, 2) int32 blur neighbours as positions in sorted_keys (M,) int64 ascending (M if absent);
     delta (D+1,) int64: packed key step to the first neighbour along each axis (-delta: the second). The keys
-    plus a constant are ascending too, so each axis and side is one merge: O(M), no hashing."""
+    plus a constant are ascending too, so each axis is one merge: O(M), no hashing; u is v's first neighbour
+    exactly when v is u's second."""
     m = sorted_keys.shape[0]
-    nb = np.empty((delta.shape[0], m, 2), np.int32)
+    nb = np.full((delta.shape[0], m, 2), m, np.int32)
     for j in range(delta.shape[0]):
-        for side in range(2):
-            step = delta[j] if side == 0 else -delta[j]
-            t = 0
-            for s in range(m):
-                target = sorted_keys[s] + step
-                while t < m and sorted_keys[t] < target:
-                    t += 1
-                nb[j, s, side] = t if t < m and sorted_keys[t] == target else m
+        t = 0
+        for s in range(m):
+            target = sorted_keys[s] + delta[j]
+            while t < m and sorted_keys[t] < target:
+                t += 1
+            if t < m and sorted_keys[t] == target:
+                nb[j, s, 0] = t
+                nb[j, t, 1] = s
     return nb
 
 
