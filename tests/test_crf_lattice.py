@@ -117,6 +117,25 @@ def test_sorted_blur_order_gives_the_vertex_order_result(threads):
     assert build_lattice(feat[:2000]).order.size == 0 and build_lattice(feat[:, :2]).order.size == 0
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packed_neighbours_equal_the_general_paths(threads):
+    """Lattices that keep vertex order find their blur neighbours in the packed-key table (one lookup per vertex
+    and axis, the second neighbour by inversion): the same as the general path's two lookups."""
+    from deeplab.crf import lattice as lattice_module
+    from deeplab.crf.kernels import kernel
+
+    rng = np.random.default_rng(4)
+    for feat in ((rng.random((3000, 5)) * 12).astype(np.float32), (rng.random((20000, 2)) * 40).astype(np.float32)):
+        with numba_threads(threads):
+            lat = build_lattice(feat)
+            assert lat.order.size == 0
+            rem0, rank, _ = kernel("_simplices")(feat)
+            offset, table, keys, m = lattice_module._vertices(rem0, rank)
+            assert m == lat.m and np.array_equal(offset, lat.offset)
+            assert np.array_equal(lat.neighbours, kernel("_blur_neighbours")(table, keys, m, feat.shape[1]))
+            assert (lat.neighbours < m).any() and (lat.neighbours == m).any()
+
+
 @pytest.mark.parametrize(
     "num_labels, threads, kernels, matrix",
     [
