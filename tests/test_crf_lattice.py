@@ -117,6 +117,22 @@ def test_sorted_blur_order_gives_the_vertex_order_result(threads):
     assert build_lattice(feat[:2000]).order.size == 0 and build_lattice(feat[:, :2]).order.size == 0
 
 
+def test_filter_scalar_equals_the_row_filter():
+    """filter_scalar (one value per vertex, plain loops: the normalisation of every kernel) gives the row filter's
+    K v to float32 rounding, on a lattice blurred in sorted order and on one in vertex order."""
+    from deeplab.crf.lattice import filter_scalar
+
+    rng = np.random.default_rng(6)
+    feat = (rng.random((60000, 5)) * 12).astype(np.float32)
+    for lat in (build_lattice(feat), build_lattice(feat[:3000])):
+        v = rng.random(lat.n).astype(np.float32)
+        kv, peak = filter_scalar(lat, v)
+        np.testing.assert_allclose(kv, lattice_filter(lat, v[:, None])[:, 0], rtol=1e-5)
+        ones, _ = filter_scalar(lat)
+        np.testing.assert_allclose(ones, lattice_filter(lat, np.ones((lat.n, 1), np.float32))[:, 0], rtol=1e-5)
+        assert 0 < kv.max() <= peak * lat.alpha * 1.0001  # slices are convex combinations of vertex values
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_packed_neighbours_equal_the_general_paths(threads):
     """Lattices that keep vertex order find their blur neighbours in the packed-key table (one lookup per vertex

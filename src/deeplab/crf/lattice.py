@@ -644,24 +644,41 @@ def lattice_filter(
 
 @njit(cache=True, fastmath=True)
 def _splat_scalar(offset, bary, m, values):
-    """Splat of one value per point (N,): (M+1, 1) float32 sums of bary x value at each vertex."""
-    out = np.zeros((m + 1, 1), np.float32)
+    """Splat of one value per point (N,): (M+1,) float32 sums of bary x value at each vertex (row M: 0)."""
+    out = np.zeros(m + 1, np.float32)
     n, d1 = offset.shape
     for i in range(n):
         for r in range(d1):
-            out[offset[i, r], 0] += bary[i, r] * values[i]
+            out[offset[i, r]] += bary[i, r] * values[i]
     return out
 
 
 @njit(cache=True, fastmath=True)
+def _blur_scalar(values, neighbours, order):
+    """kernels._blur of one value per vertex: values (M+1,) float32 (values[M] = 0) -> (M+1,) float32. Plain
+    loops over positions: the whole array stays in cache, so no prefetching and no row code."""
+    d1, m, _ = neighbours.shape
+    x = values[order] if order.shape[0] > 0 else values.copy()
+    y = np.zeros_like(x)  # entry M of both stays 0: the missing neighbour
+    for j in range(d1):
+        for s in range(m):
+            y[s] = x[s] + np.float32(0.5) * (x[neighbours[j, s, 0]] + x[neighbours[j, s, 1]])
+        x, y = y, x
+    if order.shape[0] > 0:
+        y[order] = x
+        return y
+    return x
+
+
+@njit(cache=True, fastmath=True)
 def _slice_scalar(verts, offset, bary, alpha):
-    """alpha * sum_r bary[i, r] verts[offset[i, r], 0] for every point i: (N,) float32."""
+    """alpha * sum_r bary[i, r] verts[offset[i, r]] for every point i: (N,) float32."""
     n, d1 = offset.shape
     out = np.empty(n, np.float32)
     for i in range(n):
         acc = np.float32(0.0)
         for r in range(d1):
-            acc += bary[i, r] * verts[offset[i, r], 0]
+            acc += bary[i, r] * verts[offset[i, r]]
         out[i] = acc * alpha
     return out
 
@@ -669,8 +686,9 @@ def _slice_scalar(verts, offset, bary, alpha):
 def filter_scalar(lattice: Lattice, values: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """K v for one value per point, (N,) float32 (v = None: the all-ones signal, whose filter gives the
     normalisation factors), and the largest blurred vertex value (before slicing). K v equals
-    ``lattice_filter(lattice, v[:, None])[:, 0]``, with one lane instead of a padded row."""
+    ``lattice_filter(lattice, v[:, None])[:, 0]`` to float32 rounding, with one value per vertex instead of a
+    padded row."""
     v = np.ones(lattice.n, np.float32) if values is None else np.ascontiguousarray(values, np.float32)
     a = _splat_scalar(lattice.offset, lattice.bary, lattice.m, v)
-    verts = kernel("_blur")(a.copy(), a, np.zeros_like(a), lattice.neighbours, lattice.order, False)
+    verts = _blur_scalar(a, lattice.neighbours, lattice.order)
     return _slice_scalar(verts, lattice.offset, lattice.bary, np.float32(lattice.alpha)), float(verts.max())
