@@ -644,7 +644,7 @@ def lattice_filter(
 
 @njit(cache=True, fastmath=True)
 def _splat_scalar(offset, bary, m, values):
-    """Splat of one value per point (N,): (M+1,) float32 sums of bary x value at each vertex (row M: 0)."""
+    """Splat of one value per point (N,): (M+1,) float32 sums of bary x value at each vertex (entry M: 0)."""
     out = np.zeros(m + 1, np.float32)
     n, d1 = offset.shape
     for i in range(n):
