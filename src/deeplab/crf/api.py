@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from deeplab.crf.kernels import numba_threads
-from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField
+from deeplab.crf.meanfield import NORMALIZATIONS, SKIP_TOLERANCE, LatticeKernel, MeanField
 from deeplab.crf.unary import UNARY_CLIP
 from deeplab.errors import InputError
 
@@ -251,15 +251,18 @@ def refine(
     threads: int | None,
     probs: bool,
     vertex_dtype: str = "float16",
+    skip_tolerance: float = SKIP_TOLERANCE,
 ) -> np.ndarray:
     """Fused mean field, inputs already validated: image (H, W, 3) uint8 (or float, 0-255) and label maps
     (L, H, W) float32, probabilities (unary -log(max(p, 1e-5))) if ``probs`` else unary energies.
-    vertex_dtype: storage of the blurred vertex values (MeanField.inference). Returns Q: (L, H, W) float32."""
+    vertex_dtype, skip_tolerance: as MeanField.inference. Returns Q: (L, H, W) float32."""
     num_labels, h, w = maps.shape
     flat = maps.reshape(num_labels, h * w)
     with numba_threads(threads):
         mf = MeanField.from_probs(flat, UNARY_CLIP) if probs else MeanField(flat.T)
-        q = add_potts_kernels(mf, image, params).inference(params.iterations, vertex_dtype=vertex_dtype)
+        q = add_potts_kernels(mf, image, params).inference(
+            params.iterations, vertex_dtype=vertex_dtype, skip_tolerance=skip_tolerance
+        )
     return np.ascontiguousarray(q.T).reshape(num_labels, h, w)
 
 
@@ -270,6 +273,7 @@ def dense_crf_unary(
     *,
     threads: int | None = None,
     vertex_dtype: str = "float16",
+    skip_tolerance: float = SKIP_TOLERANCE,
     **overrides,
 ) -> np.ndarray:
     """Dense CRF from unary energies. image: (H, W, 3) uint8; unary: (L, H, W) float, -log P up to a
@@ -278,7 +282,7 @@ def dense_crf_unary(
     params = resolve_params(params, overrides)
     image = check_image(image)
     maps = check_label_maps(unary, image.shape[:2], "unary")
-    return refine(image, maps, params, threads, probs=False, vertex_dtype=vertex_dtype)
+    return refine(image, maps, params, threads, False, vertex_dtype, skip_tolerance)
 
 
 def dense_crf(
@@ -288,6 +292,7 @@ def dense_crf(
     *,
     threads: int | None = None,
     vertex_dtype: str = "float16",
+    skip_tolerance: float = SKIP_TOLERANCE,
     **overrides,
 ) -> np.ndarray:
     """Refine class probabilities with the fully connected CRF.
@@ -296,10 +301,14 @@ def dense_crf(
     DCNN softmax). params: CRFParams (DeepLab-LargeFOV defaults); keyword overrides replace fields,
     e.g. ``dense_crf(img, p, bi_w=5)``. threads: numba threads (default 1; 2+ pays on large images only).
     vertex_dtype: "float16" (default, faster; labels as float32's on >= 99.99% of pixels) or "float32", the
-    storage of the lattice's blurred vertex values (error bound: deeplab.crf.meanfield). Unary =
-    -log(max(p, 1e-5)) (as unary_from_probs).
+    storage of the lattice's blurred vertex values (error bound: deeplab.crf.meanfield). skip_tolerance
+    (default 1e-3): the middle iterations leave a pixel as it is while its probabilities can have moved by at
+    most this since its last update (bound: deeplab.crf.meanfield; about 1.3x faster, labels as with 0 on
+    >= 99.99% of pixels); 0 updates every pixel in every iteration. Unary = -log(max(p, 1e-5)) (as
+    unary_from_probs).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """
     params = resolve_params(params, overrides)
     image = check_image(image)
-    return refine(image, check_probs(probs, image.shape[:2]), params, threads, probs=True, vertex_dtype=vertex_dtype)
+    maps = check_probs(probs, image.shape[:2])
+    return refine(image, maps, params, threads, True, vertex_dtype, skip_tolerance)

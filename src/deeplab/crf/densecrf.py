@@ -16,7 +16,14 @@ import numpy as np
 
 from deeplab.crf.api import bilateral_features, check_image, grid_gaussian_kernel
 from deeplab.crf.kernels import numba_threads
-from deeplab.crf.meanfield import NORMALIZATIONS, LatticeKernel, MeanField, check_vertex_dtype
+from deeplab.crf.meanfield import (
+    NORMALIZATIONS,
+    SKIP_TOLERANCE,
+    LatticeKernel,
+    MeanField,
+    check_skip_tolerance,
+    check_vertex_dtype,
+)
 from deeplab.errors import InputError
 
 
@@ -71,13 +78,17 @@ def _pair(value, n: int, name: str) -> tuple[float, ...]:
 
 class DenseCRF:
     """Fully connected CRF over ``nvar`` variables with ``nlabels`` labels (pydensecrf.densecrf.DenseCRF).
-    vertex_dtype (not in pydensecrf): "float16" (default) or "float32" storage of the blurred vertex values
-    (deeplab.crf.meanfield)."""
+    vertex_dtype, skip_tolerance (not in pydensecrf): "float16" (default) or "float32" storage of the blurred
+    vertex values, and how far a pixel's Q may have moved before a middle iteration updates it again (default
+    1e-3; 0: every pixel in every iteration); deeplab.crf.meanfield."""
 
-    def __init__(self, nvar: int, nlabels: int, *, vertex_dtype: str = "float16"):
+    def __init__(
+        self, nvar: int, nlabels: int, *, vertex_dtype: str = "float16", skip_tolerance: float = SKIP_TOLERANCE
+    ):
         if int(nvar) < 1 or int(nlabels) < 1:
             raise InputError(f"DenseCRF needs nvar >= 1 and nlabels >= 1, got nvar={nvar}, nlabels={nlabels}")
         self._vertex_dtype = check_vertex_dtype(vertex_dtype)
+        self._skip_tolerance = check_skip_tolerance(skip_tolerance)
         self._nvar = int(nvar)
         self._nlabels = int(nlabels)
         self._unary: np.ndarray | None = None
@@ -133,7 +144,9 @@ class DenseCRF:
         if int(n_iterations) < 0:
             raise InputError(f"inference: n_iterations must be >= 0, got {n_iterations}")
         with numba_threads():
-            q = self._model().inference(int(n_iterations), vertex_dtype=self._vertex_dtype)
+            q = self._model().inference(
+                int(n_iterations), vertex_dtype=self._vertex_dtype, skip_tolerance=self._skip_tolerance
+            )
             return np.ascontiguousarray(q.T)
 
     def startInference(self):
@@ -165,8 +178,10 @@ class DenseCRF:
 class DenseCRF2D(DenseCRF):
     """Dense CRF on a W x H image (pydensecrf.densecrf.DenseCRF2D(W, H, nlabels); note width first)."""
 
-    def __init__(self, W: int, H: int, nlabels: int, *, vertex_dtype: str = "float16"):
-        super().__init__(int(W) * int(H), nlabels, vertex_dtype=vertex_dtype)
+    def __init__(
+        self, W: int, H: int, nlabels: int, *, vertex_dtype: str = "float16", skip_tolerance: float = SKIP_TOLERANCE
+    ):
+        super().__init__(int(W) * int(H), nlabels, vertex_dtype=vertex_dtype, skip_tolerance=skip_tolerance)
         self._w, self._h = int(W), int(H)
 
     def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC) -> None:

@@ -30,7 +30,9 @@ from deeplab.crf.simd import (  # the row functions of the kernels below (_build
     copy_row,
     gather_rows,
     meanfield_rows,
+    meanfield_rows_skip,
     prefetch_row,
+    row_change,
     scatter_rows,
     softmax_row,
 )
@@ -46,6 +48,9 @@ ROW_FUNCTIONS = (
     "copy_row",
     "meanfield_rows",
     "meanfield_rows_prefetch",
+    "meanfield_rows_skip",
+    "meanfield_rows_skip_prefetch",
+    "row_change",
     "rows_from_columns",
     "prefetch_row",
 )
@@ -177,6 +182,74 @@ def _meanfield_pass(neg_unary, verts, offsets, bary, scales, bufs, q_out, gather
         wide_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, gather, scatter, write_q)
 
 
+def _meanfield_pass_skip(
+    neg_unary, verts, offsets, bary, scales, bufs, q_out, scatter, q_state, margin, pixels, count, reset
+):
+    """_meanfield_pass (gathering, not writing Q) over the first ``count`` pixels of the list ``pixels`` (all of
+    them if reset), splatting the change of their Q from q_state (N, L) (meanfield_rows_skip): the buffers, one
+    private buffer per chunk, are cleared only by a reset pass and then hold the splat of q_state. Registered
+    twice, like _meanfield_pass (``_meanfield_pass_skip_prefetch``)."""
+    nchunks = bufs[0].shape[0]
+    total = neg_unary.shape[0] if reset else count
+    for c in prange(nchunks):
+        if reset and scatter:
+            for t in range(len(bufs)):
+                bufs[t][c] = 0.0
+        lo, hi = chunk_range(c, nchunks, total)
+        meanfield_rows_skip(
+            neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, True, scatter, False, q_state, margin,
+            pixels, reset,
+        )  # fmt: skip
+
+
+def _add_moves(offset, bary, scales, changes, bound):
+    """bound[i] += scales[i, 0] sum_r bary[i, r] changes[offset[i, r]] for one lattice kernel: an upper bound
+    on how far any of pixel i's energies from this kernel moved since the last pass, changes[v] being the largest
+    change of vertex v's blurred values (_vertex_changes). offset: (N, R) int32 vertex indices (Lattice.offset)."""
+    n, nr = offset.shape
+    for i in prange(n):
+        acc = np.float32(0.0)
+        for r in range(nr):
+            acc += bary[i, r] * changes[offset[i, r]]
+        bound[i] += scales[i, 0] * acc
+
+
+@njit(cache=True)
+def stale_pixels(bound, margin, tolerance, out):
+    """The pixels whose Q may have moved by more than ``tolerance`` (any label) since their last update, written
+    to out[:count] (their bound restarts at 0); returns count. Energies moved by at most b = bound[i] (_add_moves)
+    scale every Q_il by a factor within exp(+-2b), so Q_il moves by at most m (exp(2b) - 1) <= m (x + x^2), x =
+    2b <= 1, with m = margin[i] = max over labels of min(Q_il, 1 - Q_il) at its last update."""
+    count = 0
+    for i in range(bound.shape[0]):
+        x = 2.0 * bound[i]
+        if x > 1.0 or margin[i] * x * (1.0 + x) > tolerance:
+            out[count] = i
+            count += 1
+            bound[i] = 0.0
+    return count
+
+
+def _sum_chunks(bufs, out):
+    """out = sum over c of bufs[c]: (C, M+1, W) private splat buffers -> (M+1, W), bufs unchanged."""
+    nchunks, m, nl = bufs.shape
+    for v in prange(m):
+        for k in range(nl):
+            total = bufs[0, v, k]
+            for c in range(1, nchunks):
+                total += bufs[c, v, k]
+            out[v, k] = total
+
+
+def _vertex_changes(new, old, out):
+    """out[v] = max over labels of |new[v] - old[v]| for the M vertices of (M+1, W) vertex arrays (float32, or
+    uint16 holding float16); out: (M+1,) float32, out[M] = 0."""
+    m = out.shape[0] - 1
+    for v in prange(m):
+        out[v] = row_change(new, old, v)
+    out[m] = 0.0
+
+
 # ---------------------------------------------------------------------------------------------
 # builds, threads
 
@@ -284,6 +357,9 @@ def numba_threads(threads: int | None = None):
             numba.set_num_threads(old_threads)
 
 
-for _fn in (_reduce_chunks, _splat, _blur, _softmax_rows, _slice, _meanfield_pass):
+_FUNCTIONS: list[Callable] = [_reduce_chunks, _splat, _blur, _softmax_rows, _slice, _meanfield_pass]
+_FUNCTIONS += [_meanfield_pass_skip, _sum_chunks, _vertex_changes, _add_moves]
+for _fn in _FUNCTIONS:
     register(_fn)
 register(_meanfield_pass, "_meanfield_pass_prefetch", {"meanfield_rows": "meanfield_rows_prefetch"})
+register(_meanfield_pass_skip, "_meanfield_pass_skip_prefetch", {"meanfield_rows_skip": "meanfield_rows_skip_prefetch"})

@@ -114,7 +114,56 @@ def meanfield_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, 
                 scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def meanfield_rows_skip(
+    neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q, q_state, margin,
+    pixels, reset,
+):  # fmt: skip
+    """Mean-field updates of pixels[lo..hi-1] (lo..hi-1 if reset), splatting the change of Q from q_state (float32
+    here; see simd.meanfield_rows_skip)."""
+    nl = neg_unary.shape[1]
+    nk = len(offsets)
+    e = np.empty(nl, np.float32)
+    row = np.empty(nl, np.float32)
+    for j in range(lo, hi):
+        i = j if reset else pixels[j]
+        copy_row(e, neg_unary[i])
+        if gather:
+            for t in range(nk):
+                row[:] = 0.0
+                gather_rows(row, verts[t], offsets[t], bary[t], i)
+                f = scales[t][i, 0]
+                for k in range(nl):
+                    e[k] += f * row[k]
+        softmax_row(e)
+        if write_q:
+            for k in range(q_out.shape[0]):
+                q_out[k, i] = e[k]
+        if scatter:
+            for t in range(nk):
+                f = scales[t][i, 1]
+                for k in range(nl):
+                    row[k] = f * (e[k] if reset else e[k] - q_state[i, k])
+                scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
+            for k in range(nl):
+                q_state[i, k] = e[k]
+        near = np.float32(0.0)
+        for k in range(nl):
+            near = max(near, min(e[k], 1.0 - e[k]))
+        margin[i] = near
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def row_change(new, old, v):
+    """max over labels of |new[v] - old[v]| (float32 rows)."""
+    top = np.float32(0.0)
+    for k in range(new.shape[1]):
+        top = max(top, abs(new[v, k] - old[v, k]))
+    return top
+
+
 meanfield_rows_prefetch = meanfield_rows  # no prefetch hints in plain numba
+meanfield_rows_skip_prefetch = meanfield_rows_skip
 
 
 def wide_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):

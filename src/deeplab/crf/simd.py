@@ -360,8 +360,36 @@ def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
+def _vmin(builder, a, b):
+    return builder.select(builder.fcmp_ordered("<", a, b), a, b)
+
+
 def _vadd(builder, a, b):
     return builder.fadd(a, b, flags=_FAST)
+
+
+@intrinsic
+def row_change(typingctx, new, old, v):
+    """max over the L values of |new[v] - old[v]|, as float32: rows of (M+1, L) float32 arrays, or of uint16
+    arrays holding float16 values (L % 8 == 0)."""
+    sig = types.float32(new, old, v)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        new_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        old_p = _data(context, builder, signature.args[1], args[1])
+        halves = [_is_half(t) for t in signature.args[:2]]
+        nl = cgutils.unpack_tuple(builder, new_arr.shape, 2)[1]
+        start = builder.mul(context.cast(builder, args[2], signature.args[2], types.intp), nl)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(_VEC, [0.0] * _W))
+        with cgutils.for_range(builder, builder.sdiv(nl, ir.Constant(intp, _W))) as g:
+            at = builder.add(start, builder.mul(g.index, ir.Constant(intp, _W)))
+            a, b = (_vload_any(builder, p, at, h) for p, h in zip((new_arr.data, old_p), halves, strict=True))
+            d = builder.fsub(a, b)
+            builder.store(_vmax(builder, builder.load(acc), _vmax(builder, d, builder.fneg(d))), acc)
+        return _hreduce(builder, [builder.load(acc)], _vmax)
+
+    return sig, codegen
 
 
 def _arithmetic(builder, width=_W):
@@ -504,9 +532,286 @@ PIXELS_PER_STEP = 2  # meanfield_rows interleaves this many pixels' updates (1 i
 PREFETCH_PIXELS = 10  # with prefetch, meanfield_rows fetches the vertex rows of the pixel this far ahead
 
 
-def _meanfield_rows_intrinsic(prefetch: bool):
-    """meanfield_rows, generated with or without prefetching (a separate compile-time specialisation: a runtime
-    switch in the pixel loop slowed the passes that do not prefetch)."""
+def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
+    """meanfield_rows (or, ``skip``, meanfield_rows_skip), generated with or without prefetching (a separate
+    compile-time specialisation: a runtime switch in the pixel loop slowed the passes that do not prefetch)."""
+
+    def codegen(context, builder, signature, args):
+        nu_v, q_v, verts_v, off_v, bary_v, scales_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args[:13]
+        ty = signature.args
+        intp = context.get_value_type(types.intp)
+
+        def array(index, value):
+            return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
+                context, builder, value
+            )
+
+        def as_intp(index, value):
+            return context.cast(builder, value, ty[index], types.intp)
+
+        nu = array(0, nu_v)
+        fixed_unary = ty[0].dtype == types.int16
+        nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
+        q = array(1, q_v)
+        q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
+        chunk = as_intp(7, c_v)
+        kernels = []
+        for t in range(len(ty[2])):
+            off = array((3, t), builder.extract_value(off_v, t))
+            b = array((6, t), builder.extract_value(bufs_v, t))
+            rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
+            kernels.append(
+                dict(
+                    verts=array((2, t), builder.extract_value(verts_v, t)).data,
+                    half=_is_half(ty[2][t]),
+                    off=off.data,
+                    nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
+                    bary=array((4, t), builder.extract_value(bary_v, t)).data,
+                    scales=array((5, t), builder.extract_value(scales_v, t)).data,
+                    bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
+                )
+            )
+        if skip:
+            state = array(13, args[13]).data
+            state_half = _is_half(ty[13])
+            margins = array(14, args[14]).data
+            listed = array(15, args[15]).data
+            reset_v = args[16]
+        lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
+        # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
+        # the prefetching build walks one pixel at a time: fewer live vectors, and the prefetches already overlap
+        # the misses (measured on the high-M voc_mini photos: 1.03-1.07x over two interleaved pixels)
+        per_step = 1 if prefetch else PIXELS_PER_STEP
+
+        def unary_lanes(at, first, width):
+            """Lanes first..first+width-1 of the energy row at neg_unary[at:]: float32 as stored, or int16 steps
+            of UNARY_STEP with the padding lanes (labels >= L') set to PAD_ENERGY."""
+            if not fixed_unary:
+                return _vload(builder, nu.data, at, width)
+            ivec = ir.VectorType(ir.IntType(16), width)
+            raw = builder.load(builder.bitcast(builder.gep(nu.data, [at]), ivec.as_pointer()), align=2)
+            step = _splat(builder, ir.Constant(ir.FloatType(), UNARY_STEP), width)
+            x = builder.fmul(builder.sitofp(raw, _vec(width)), step)
+            label = ir.Constant(ir.VectorType(intp, width), [first + m for m in range(width)])
+            real = builder.icmp_signed("<", label, _splat(builder, q_labels, width))
+            return builder.select(real, x, _splat(builder, ir.Constant(ir.FloatType(), PAD_ENERGY), width))
+
+        def corners(k, pixel_ids, widths, body):
+            """body(p, row start of the corner's vertex, {width: lanes of its barycentric weight}) for every
+            corner r of every pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
+            firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
+            with cgutils.for_range(builder, k["nr"]) as r:
+                for p, first in enumerate(firsts):
+                    e = builder.add(first, r.index)
+                    w = _splats(builder, builder.load(builder.gep(k["bary"], [e])), widths)
+                    body(p, _row_start(context, builder, k["off"], e), w)
+
+        def factor(k, i, which, widths):
+            """{width: lanes of kernel k's per-pixel factor scales[i, which]} (0: slice, 1: splat)."""
+            at = builder.add(builder.mul(i, ir.Constant(intp, 2)), ir.Constant(intp, which))
+            return _splats(builder, builder.load(builder.gep(k["scales"], [at])), widths)
+
+        def pixel_at(position):
+            """The pixel at a position of the walk: the position itself, or (skip builds) pixels[position] unless
+            reset."""
+            if not skip:
+                return position
+            out = cgutils.alloca_once_value(builder, position)
+            with builder.if_then(builder.not_(reset_v)):
+                at = builder.load(builder.gep(listed, [position]))
+                builder.store(builder.sext(at, intp) if at.type.width < intp.width else at, out)
+            return builder.load(out)
+
+        def fetch_ahead(positions, group):
+            """Prefetch the vertex rows that the pixels PREFETCH_PIXELS positions after ``positions`` will gather and
+            splat (worth it when the vertex arrays far exceed the caches)."""
+            for position in positions:
+                ahead = builder.add(position, ir.Constant(intp, PREFETCH_PIXELS))
+                with builder.if_then(builder.icmp_signed("<", ahead, hi_i)):
+                    j = pixel_at(ahead)
+                    for k in kernels:
+                        first = builder.mul(j, k["nr"])
+                        with cgutils.for_range(builder, k["nr"]) as r:
+                            base = _row_start(context, builder, k["off"], builder.add(first, r.index))
+                            _prefetch_row_lines(builder, k["bufs"], base, _W * group, False)
+                            _prefetch_row_lines(builder, k["verts"], base, _W * group, k["half"])
+
+        def energies(pixel_ids, group):
+            """Q rows (softmax of the energies, as the vectors of row_chunks of 8 * group labels) of one pixel or of
+            several interleaved pixels; written to q_out if write_q."""
+            chunks = row_chunks(_W * group)
+            widths = [w for _, w in chunks]
+            lanes = [ir.Constant(intp, first) for first, _ in chunks]
+            width = ir.Constant(intp, _W * group)  # == L
+            rows = [builder.mul(i, width) for i in pixel_ids]
+            # per pixel: one accumulator per vector of the row, promoted to registers by mem2reg
+            accs = [[cgutils.alloca_once(builder, _vec(w)) for w in widths] for _ in pixel_ids]
+            extra = [[cgutils.alloca_once(builder, _vec(w)) for w in widths] for _ in pixel_ids]
+
+            def clear(vectors):
+                for acc in vectors:
+                    for a, w in zip(acc, widths, strict=True):
+                        builder.store(ir.Constant(_vec(w), [0.0] * w), a)
+
+            clear(accs)
+            with builder.if_then(gather_v):
+                # kernel 0 sums into the energy accumulators, scaled once; later kernels into their own
+                for t, k in enumerate(kernels):
+                    sums = accs if t == 0 else extra
+                    if t > 0:
+                        clear(extra)
+
+                    def gather(p, base, w, k=k, sums=sums):
+                        for a, kb, n in zip(sums[p], lanes, widths, strict=True):
+                            x = _vload_any(builder, k["verts"], builder.add(base, kb), k["half"], n)
+                            builder.store(_vadd(builder, builder.load(a), builder.fmul(w[n], x, flags=_FAST)), a)
+
+                    corners(k, pixel_ids, widths, gather)
+                    for i, acc, more in zip(pixel_ids, accs, sums, strict=True):
+                        f = factor(k, i, 0, widths)
+                        for a, b, n in zip(acc, more, widths, strict=True):
+                            scaled = builder.fmul(f[n], builder.load(b), flags=_FAST)
+                            builder.store(scaled if t == 0 else _vadd(builder, builder.load(a), scaled), a)
+            # the energy rows join last: their loads and conversions stay off the gathers' dependency chains
+            for acc, row in zip(accs, rows, strict=True):
+                for a, kb, (first, n) in zip(acc, lanes, chunks, strict=True):
+                    builder.store(_vadd(builder, builder.load(a), unary_lanes(builder.add(row, kb), first, n)), a)
+            ys = [_softmax_registers(builder, [builder.load(a) for a in acc]) for acc in accs]
+            with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
+                for i, y_row in zip(pixel_ids, ys, strict=True):
+                    for (first, n), y in zip(chunks, y_row, strict=True):
+                        for j in range(n):
+                            k = ir.Constant(intp, first + j)
+                            with builder.if_then(builder.icmp_signed("<", k, q_labels)):
+                                builder.store(
+                                    builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
+                                    builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
+                                )
+            return ys
+
+        def splat_rows(pixel_ids, ys, group):
+            """Splat the rows ys of pixel_ids (vectors of row_chunks) into every kernel's buffer."""
+            lanes = [ir.Constant(intp, first) for first, _ in row_chunks(_W * group)]
+            widths = [w for _, w in row_chunks(_W * group)]
+            for k in kernels:
+                outs = []
+                for i, y_row in zip(pixel_ids, ys, strict=True):
+                    f = factor(k, i, 1, widths)
+                    outs.append([builder.fmul(f[y.type.count], y, flags=_FAST) for y in y_row])
+
+                def scatter(p, base, w, k=k, outs=outs):
+                    for y, kb in zip(outs[p], lanes, strict=True):
+                        at = builder.add(base, kb)
+                        n = y.type.count
+                        old = _vload(builder, k["bufs"], at, n)
+                        _vstore(builder, _vadd(builder, old, builder.fmul(w[n], y, flags=_FAST)), k["bufs"], at)
+
+                corners(k, pixel_ids, widths, scatter)
+
+        def update(positions, group):
+            """The mean-field update of the pixels at one position or at several interleaved positions of the walk
+            (rows of 8 * group labels)."""
+            if prefetch:
+                fetch_ahead(positions, group)
+            pixel_ids = [pixel_at(x) for x in positions]
+            ys = energies(pixel_ids, group)
+            with builder.if_then(scatter_v):
+                if skip:
+                    ys = [changes_of(i, y_row, group) for i, y_row in zip(pixel_ids, ys, strict=True)]
+                splat_rows(pixel_ids, ys, group)
+
+        def changes_of(i, y_row, group):
+            """Skip builds: the change of pixel i's Q (y_row, rounded to float16 when q_state holds float16) from
+            q_state[i] (from 0 if reset), which takes the new Q."""
+            row = builder.mul(i, ir.Constant(intp, _W * group))
+            out = []
+            for (first, n), y in zip(row_chunks(_W * group), y_row, strict=True):
+                place = builder.add(row, ir.Constant(intp, first))
+                if state_half:
+                    y = builder.fpext(builder.fptrunc(y, ir.VectorType(ir.HalfType(), n)), _vec(n))
+                old = _vload_any(builder, state, place, state_half, n)
+                zeros = ir.Constant(_vec(n), [0.0] * n)
+                out.append(builder.fsub(y, builder.select(reset_v, zeros, old)))
+                _vstore_any(builder, y, state, place, state_half)
+            one = [_splat(builder, ir.Constant(ir.FloatType(), 1.0), y.type.count) for y in y_row]
+            near = [_vmin(builder, y, builder.fsub(u, y)) for y, u in zip(y_row, one, strict=True)]
+            builder.store(_hreduce(builder, near, _vmax), builder.gep(margins, [i]))
+            return out
+
+        def pixels(group):
+            """Positions lo..hi-1 of the walk (pixels, or in skip builds listed pixels): per_step equal parts walked
+            side by side (the pixels of a step are far apart, so their latency chains overlap and their splats
+            rarely hit the same vertex), then the remainder one by one."""
+            count = builder.sub(hi_i, lo_i)
+            step = ir.Constant(intp, per_step)
+            steps = builder.sdiv(count, step)
+            with cgutils.for_range(builder, steps) as loop:
+                i = builder.add(lo_i, loop.index)
+                update(
+                    [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(per_step)],
+                    group,
+                )
+            with cgutils.for_range(builder, builder.srem(count, step)) as loop:
+                update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
+
+        groups = builder.sdiv(nl, ir.Constant(intp, _W))
+        for group in range(1, 5):
+            with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
+                pixels(group)
+        return context.get_dummy_value()
+
+    if skip:
+
+        @intrinsic
+        def meanfield_rows_skip(
+            typingctx,
+            neg_unary,
+            q_out,
+            verts,
+            offsets,
+            bary,
+            scales,
+            bufs,
+            chunk,
+            lo,
+            hi,
+            gather,
+            scatter,
+            write_q,
+            q_state,
+            margin,
+            pixels,
+            reset,
+        ):
+            """meanfield_rows over a list of pixels, splatting the change of their Q: the updates of pixels[lo..hi-1]
+            (or, if reset, of pixels lo..hi-1), each as in meanfield_rows, except that when scatter the splat is
+            Q_i - q_state[i] (Q_i if reset) and q_state[i] = Q_i. The splat buffers then hold the splat of q_state:
+            a pass may update any subset of the pixels. q_state: (N, L) float32, or uint16 holding float16 (Q_i is
+            then rounded to float16 first, so the buffers hold exactly the splat of q_state); margin: (N,) float32,
+            set to max over labels of min(Q_il, 1 - Q_il) (how far Q_i is from certain; kernels.stale_pixels); pixels:
+            int32 or int64 pixel indices; reset: a bool."""
+            sig = types.void(
+                neg_unary,
+                q_out,
+                verts,
+                offsets,
+                bary,
+                scales,
+                bufs,
+                chunk,
+                lo,
+                hi,
+                gather,
+                scatter,
+                write_q,
+                q_state,
+                margin,
+                pixels,
+                reset,
+            )
+            return sig, codegen
+
+        return meanfield_rows_skip
 
     @intrinsic
     def meanfield_rows(
@@ -530,180 +835,6 @@ def _meanfield_rows_intrinsic(prefetch: bool):
         caches).
         """
         sig = types.void(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q)
-
-        def codegen(context, builder, signature, args):
-            nu_v, q_v, verts_v, off_v, bary_v, scales_v, bufs_v, c_v, lo_v, hi_v, gather_v, scatter_v, write_v = args
-            ty = signature.args
-            intp = context.get_value_type(types.intp)
-
-            def array(index, value):
-                return context.make_array(ty[index] if isinstance(index, int) else ty[index[0]][index[1]])(
-                    context, builder, value
-                )
-
-            def as_intp(index, value):
-                return context.cast(builder, value, ty[index], types.intp)
-
-            nu = array(0, nu_v)
-            fixed_unary = ty[0].dtype == types.int16
-            nl = cgutils.unpack_tuple(builder, nu.shape, 2)[1]
-            q = array(1, q_v)
-            q_labels, q_stride = cgutils.unpack_tuple(builder, q.shape, 2)
-            chunk = as_intp(7, c_v)
-            kernels = []
-            for t in range(len(ty[2])):
-                off = array((3, t), builder.extract_value(off_v, t))
-                b = array((6, t), builder.extract_value(bufs_v, t))
-                rows_per_chunk = cgutils.unpack_tuple(builder, b.shape, 3)[1]
-                kernels.append(
-                    dict(
-                        verts=array((2, t), builder.extract_value(verts_v, t)).data,
-                        half=_is_half(ty[2][t]),
-                        off=off.data,
-                        nr=cgutils.unpack_tuple(builder, off.shape, 2)[1],
-                        bary=array((4, t), builder.extract_value(bary_v, t)).data,
-                        scales=array((5, t), builder.extract_value(scales_v, t)).data,
-                        bufs=builder.gep(b.data, [builder.mul(builder.mul(chunk, rows_per_chunk), nl)]),
-                    )
-                )
-            lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
-            # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
-            # the prefetching build walks one pixel at a time: fewer live vectors, and the prefetches already overlap
-            # the misses (measured on the high-M voc_mini photos: 1.03-1.07x over two interleaved pixels)
-            per_step = 1 if prefetch else PIXELS_PER_STEP
-
-            def unary_lanes(at, first, width):
-                """Lanes first..first+width-1 of the energy row at neg_unary[at:]: float32 as stored, or int16 steps
-                of UNARY_STEP with the padding lanes (labels >= L') set to PAD_ENERGY."""
-                if not fixed_unary:
-                    return _vload(builder, nu.data, at, width)
-                ivec = ir.VectorType(ir.IntType(16), width)
-                raw = builder.load(builder.bitcast(builder.gep(nu.data, [at]), ivec.as_pointer()), align=2)
-                step = _splat(builder, ir.Constant(ir.FloatType(), UNARY_STEP), width)
-                x = builder.fmul(builder.sitofp(raw, _vec(width)), step)
-                label = ir.Constant(ir.VectorType(intp, width), [first + m for m in range(width)])
-                real = builder.icmp_signed("<", label, _splat(builder, q_labels, width))
-                return builder.select(real, x, _splat(builder, ir.Constant(ir.FloatType(), PAD_ENERGY), width))
-
-            def corners(k, pixel_ids, widths, body):
-                """body(p, row start of the corner's vertex, {width: lanes of its barycentric weight}) for every
-                corner r of every pixel p of pixel_ids, corner-major (the pixels' dependency chains interleave)."""
-                firsts = [builder.mul(i, k["nr"]) for i in pixel_ids]
-                with cgutils.for_range(builder, k["nr"]) as r:
-                    for p, first in enumerate(firsts):
-                        e = builder.add(first, r.index)
-                        w = _splats(builder, builder.load(builder.gep(k["bary"], [e])), widths)
-                        body(p, _row_start(context, builder, k["off"], e), w)
-
-            def factor(k, i, which, widths):
-                """{width: lanes of kernel k's per-pixel factor scales[i, which]} (0: slice, 1: splat)."""
-                at = builder.add(builder.mul(i, ir.Constant(intp, 2)), ir.Constant(intp, which))
-                return _splats(builder, builder.load(builder.gep(k["scales"], [at])), widths)
-
-            def fetch_ahead(pixel_ids, group):
-                """Prefetch the vertex rows that the pixels PREFETCH_PIXELS after pixel_ids will gather and splat
-                (worth it when the vertex arrays far exceed the caches)."""
-                for i in pixel_ids:
-                    j = builder.add(i, ir.Constant(intp, PREFETCH_PIXELS))
-                    with builder.if_then(builder.icmp_signed("<", j, hi_i)):
-                        for k in kernels:
-                            first = builder.mul(j, k["nr"])
-                            with cgutils.for_range(builder, k["nr"]) as r:
-                                base = _row_start(context, builder, k["off"], builder.add(first, r.index))
-                                _prefetch_row_lines(builder, k["bufs"], base, _W * group, False)
-                                _prefetch_row_lines(builder, k["verts"], base, _W * group, k["half"])
-
-            def update(pixel_ids, group):
-                """The mean-field update of one pixel or of several interleaved pixels (rows of 8 * group labels,
-                held as the vectors of row_chunks)."""
-                if prefetch:
-                    fetch_ahead(pixel_ids, group)
-                chunks = row_chunks(_W * group)
-                widths = [w for _, w in chunks]
-                lanes = [ir.Constant(intp, first) for first, _ in chunks]
-                width = ir.Constant(intp, _W * group)  # == L
-                rows = [builder.mul(i, width) for i in pixel_ids]
-                # per pixel: one accumulator per vector of the row, promoted to registers by mem2reg
-                accs = [[cgutils.alloca_once(builder, _vec(w)) for w in widths] for _ in pixel_ids]
-                extra = [[cgutils.alloca_once(builder, _vec(w)) for w in widths] for _ in pixel_ids]
-
-                def clear(vectors):
-                    for acc in vectors:
-                        for a, w in zip(acc, widths, strict=True):
-                            builder.store(ir.Constant(_vec(w), [0.0] * w), a)
-
-                clear(accs)
-                with builder.if_then(gather_v):
-                    # kernel 0 sums into the energy accumulators, scaled once; later kernels into their own
-                    for t, k in enumerate(kernels):
-                        sums = accs if t == 0 else extra
-                        if t > 0:
-                            clear(extra)
-
-                        def gather(p, base, w, k=k, sums=sums):
-                            for a, kb, n in zip(sums[p], lanes, widths, strict=True):
-                                x = _vload_any(builder, k["verts"], builder.add(base, kb), k["half"], n)
-                                builder.store(_vadd(builder, builder.load(a), builder.fmul(w[n], x, flags=_FAST)), a)
-
-                        corners(k, pixel_ids, widths, gather)
-                        for i, acc, more in zip(pixel_ids, accs, sums, strict=True):
-                            f = factor(k, i, 0, widths)
-                            for a, b, n in zip(acc, more, widths, strict=True):
-                                scaled = builder.fmul(f[n], builder.load(b), flags=_FAST)
-                                builder.store(scaled if t == 0 else _vadd(builder, builder.load(a), scaled), a)
-                # the energy rows join last: their loads and conversions stay off the gathers' dependency chains
-                for acc, row in zip(accs, rows, strict=True):
-                    for a, kb, (first, n) in zip(acc, lanes, chunks, strict=True):
-                        builder.store(_vadd(builder, builder.load(a), unary_lanes(builder.add(row, kb), first, n)), a)
-                ys = [_softmax_registers(builder, [builder.load(a) for a in acc]) for acc in accs]
-                with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
-                    for i, y_row in zip(pixel_ids, ys, strict=True):
-                        for (first, n), y in zip(chunks, y_row, strict=True):
-                            for j in range(n):
-                                k = ir.Constant(intp, first + j)
-                                with builder.if_then(builder.icmp_signed("<", k, q_labels)):
-                                    builder.store(
-                                        builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
-                                        builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
-                                    )
-                with builder.if_then(scatter_v):
-                    for k in kernels:
-                        outs = []
-                        for i, y_row in zip(pixel_ids, ys, strict=True):
-                            f = factor(k, i, 1, widths)
-                            outs.append([builder.fmul(f[y.type.count], y, flags=_FAST) for y in y_row])
-
-                        def scatter(p, base, w, k=k, outs=outs):
-                            for y, kb in zip(outs[p], lanes, strict=True):
-                                at = builder.add(base, kb)
-                                n = y.type.count
-                                old = _vload(builder, k["bufs"], at, n)
-                                _vstore(builder, _vadd(builder, old, builder.fmul(w[n], y, flags=_FAST)), k["bufs"], at)
-
-                        corners(k, pixel_ids, widths, scatter)
-
-            def pixels(group):
-                """Pixels lo..hi-1: per_step equal parts walked side by side (the pixels of a step are far
-                apart, so their latency chains overlap and their splats rarely hit the same vertex), then the
-                remainder one by one."""
-                count = builder.sub(hi_i, lo_i)
-                step = ir.Constant(intp, per_step)
-                steps = builder.sdiv(count, step)
-                with cgutils.for_range(builder, steps) as loop:
-                    i = builder.add(lo_i, loop.index)
-                    update(
-                        [builder.add(i, builder.mul(steps, ir.Constant(intp, p))) for p in range(per_step)],
-                        group,
-                    )
-                with cgutils.for_range(builder, builder.srem(count, step)) as loop:
-                    update([builder.add(builder.add(lo_i, builder.mul(steps, step)), loop.index)], group)
-
-            groups = builder.sdiv(nl, ir.Constant(intp, _W))
-            for group in range(1, 5):
-                with builder.if_then(builder.icmp_signed("==", groups, ir.Constant(intp, group))):
-                    pixels(group)
-            return context.get_dummy_value()
-
         return sig, codegen
 
     return meanfield_rows
@@ -711,6 +842,8 @@ def _meanfield_rows_intrinsic(prefetch: bool):
 
 meanfield_rows = _meanfield_rows_intrinsic(False)
 meanfield_rows_prefetch = _meanfield_rows_intrinsic(True)
+meanfield_rows_skip = _meanfield_rows_intrinsic(False, skip=True)
+meanfield_rows_skip_prefetch = _meanfield_rows_intrinsic(True, skip=True)
 
 
 def _transpose8(builder, rows):

@@ -70,12 +70,13 @@ def _images_hwc(images: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
 
 def _fused_no_grad(imgs: np.ndarray, logits: torch.Tensor, params: CRFParams) -> torch.Tensor:
     """The NumPy engine's fused mean field per image (nothing to differentiate): imgs (B, H, W, 3) float32
-    0-255, logits (B, L, H, W) on the CPU -> Q (B, L, H, W) float32. Vertex values stay float32, so the
-    result equals the differentiable path's (and finite differences of it match the gradients)."""
+    0-255, logits (B, L, H, W) on the CPU -> Q (B, L, H, W) float32. Vertex values stay float32 and every
+    pixel is updated in every pass, so the result equals the differentiable path's (and finite differences of
+    it match the gradients)."""
     unary = -logits.detach().to(torch.float32).numpy()
     return torch.stack(
         [
-            torch.from_numpy(refine(img, u, params, None, probs=False, vertex_dtype="float32"))
+            torch.from_numpy(refine(img, u, params, None, False, "float32", skip_tolerance=0.0))
             for img, u in zip(imgs, unary, strict=True)
         ]
     )
