@@ -485,7 +485,7 @@ class MeanField:
                 for k, scales, change in zip(kernels, scales_t, changes, strict=True):
                     add_moves(k.lattice.offset, k.lattice.bary, scales, change, bound)
                 count = stale_pixels(bound, margin, tolerance, listed)
-            skip_pass(unary, tuple(verts), *inputs, q, True, state, margin, listed, count, it == 0)
+            skip_pass(unary, tuple(verts), *inputs, q, True, state, margin, None if it == 0 else listed, count)
 
     def kl_divergence(self, q: np.ndarray) -> float:
         """Mean-field free energy KL(Q || P) up to log Z: sum Q log Q + sum U Q + sum Q (pairwise). q: (N, L)."""

@@ -117,16 +117,16 @@ def meanfield_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, 
 @njit(cache=True, inline="always", fastmath=True)
 def meanfield_rows_skip(
     neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q, q_state, margin,
-    pixels, reset,
+    pixels,
 ):  # fmt: skip
-    """Mean-field updates of pixels[lo..hi-1] (lo..hi-1 if reset), splatting the change of Q from q_state (float32
-    here; see simd.meanfield_rows_skip)."""
+    """Mean-field updates of pixels[lo..hi-1] (lo..hi-1 if pixels is None: a reset), splatting the change of Q from
+    q_state (float32 here; see simd.meanfield_rows_skip)."""
     nl = neg_unary.shape[1]
     nk = len(offsets)
     e = np.empty(nl, np.float32)
     row = np.empty(nl, np.float32)
     for j in range(lo, hi):
-        i = j if reset else pixels[j]
+        i = j if pixels is None else pixels[j]
         copy_row(e, neg_unary[i])
         if gather:
             for t in range(nk):
@@ -143,14 +143,14 @@ def meanfield_rows_skip(
             for t in range(nk):
                 f = scales[t][i, 1]
                 for k in range(nl):
-                    row[k] = f * (e[k] if reset else e[k] - q_state[i, k])
+                    row[k] = f * (e[k] if pixels is None else e[k] - q_state[i, k])
                 scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
             for k in range(nl):
                 q_state[i, k] = e[k]
-        near = np.float32(0.0)
+        top = np.float32(0.0)
         for k in range(nl):
-            near = max(near, min(e[k], 1.0 - e[k]))
-        margin[i] = near
+            top = max(top, e[k])
+        margin[i] = min(top, 1.0 - top)  # = max over labels of min(Q_il, 1 - Q_il)
 
 
 @njit(cache=True, inline="always", fastmath=True)

@@ -360,10 +360,6 @@ def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
-def _vmin(builder, a, b):
-    return builder.select(builder.fcmp_ordered("<", a, b), a, b)
-
-
 def _vadd(builder, a, b):
     return builder.fadd(a, b, flags=_FAST)
 
@@ -519,12 +515,14 @@ def copy_row(typingctx, dst, src):
 
 
 def _softmax_registers(builder, xs):
-    """softmax over the lanes of the float vectors xs (a row of labels held in registers, any widths)."""
+    """softmax over the lanes of the float vectors xs (a row of labels held in registers, any widths): the
+    vectors, and the largest probability as a float scalar (1 / the sum of exp(x - max x))."""
     widths = [x.type.count for x in xs]
     mx = _splats(builder, _hreduce(builder, xs, _vmax), widths)
     ys = [_vexp_nonpositive(builder, builder.fsub(x, mx[x.type.count], flags=_FAST)) for x in xs]
-    inv = _reciprocal_splat(builder, _hreduce(builder, ys, _vadd), widths)
-    return [builder.fmul(y, inv[y.type.count], flags=_FAST) for y in ys]
+    top = builder.fdiv(ir.Constant(ir.FloatType(), 1.0), _hreduce(builder, ys, _vadd), flags=_FAST)
+    inv = _splats(builder, top, widths)
+    return [builder.fmul(y, inv[y.type.count], flags=_FAST) for y in ys], top
 
 
 MAX_REGISTER_LABELS = 4 * _W  # meanfield_rows handles label rows up to this width
@@ -575,8 +573,8 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             state = array(13, args[13]).data
             state_half = _is_half(ty[13])
             margins = array(14, args[14]).data
-            listed = array(15, args[15]).data
-            reset_v = args[16]
+            reset = isinstance(ty[15], types.NoneType)  # no list: every pixel, from q_state = 0
+            listed = None if reset else array(15, args[15]).data
         lo_i, hi_i = as_intp(8, lo_v), as_intp(9, hi_v)
         # per pixel of a step: up to 4 accumulator vectors, promoted to registers by mem2reg
         # the prefetching build walks one pixel at a time: fewer live vectors, and the prefetches already overlap
@@ -612,15 +610,12 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             return _splats(builder, builder.load(builder.gep(k["scales"], [at])), widths)
 
         def pixel_at(position):
-            """The pixel at a position of the walk: the position itself, or (skip builds) pixels[position] unless
-            reset."""
-            if not skip:
+            """The pixel at a position of the walk: the position itself, or (skip builds with a list)
+            pixels[position]."""
+            if not skip or reset:
                 return position
-            out = cgutils.alloca_once_value(builder, position)
-            with builder.if_then(builder.not_(reset_v)):
-                at = builder.load(builder.gep(listed, [position]))
-                builder.store(builder.sext(at, intp) if at.type.width < intp.width else at, out)
-            return builder.load(out)
+            at = builder.load(builder.gep(listed, [position]))
+            return builder.sext(at, intp) if at.type.width < intp.width else at
 
         def fetch_ahead(positions, group):
             """Prefetch the vertex rows that the pixels PREFETCH_PIXELS positions after ``positions`` will gather and
@@ -638,7 +633,7 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
 
         def energies(pixel_ids, group):
             """Q rows (softmax of the energies, as the vectors of row_chunks of 8 * group labels) of one pixel or of
-            several interleaved pixels; written to q_out if write_q."""
+            several interleaved pixels, written to q_out if write_q, and each row's largest value."""
             chunks = row_chunks(_W * group)
             widths = [w for _, w in chunks]
             lanes = [ir.Constant(intp, first) for first, _ in chunks]
@@ -676,7 +671,7 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             for acc, row in zip(accs, rows, strict=True):
                 for a, kb, (first, n) in zip(acc, lanes, chunks, strict=True):
                     builder.store(_vadd(builder, builder.load(a), unary_lanes(builder.add(row, kb), first, n)), a)
-            ys = [_softmax_registers(builder, [builder.load(a) for a in acc]) for acc in accs]
+            ys, tops = zip(*[_softmax_registers(builder, [builder.load(a) for a in acc]) for acc in accs], strict=True)
             with builder.if_then(write_v):  # scattered scalar stores: (L', N) layout, no transpose after
                 for i, y_row in zip(pixel_ids, ys, strict=True):
                     for (first, n), y in zip(chunks, y_row, strict=True):
@@ -687,7 +682,7 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
                                     builder.extract_element(y, ir.Constant(ir.IntType(32), j)),
                                     builder.gep(q.data, [builder.add(builder.mul(k, q_stride), i)]),
                                 )
-            return ys
+            return ys, tops
 
         def splat_rows(pixel_ids, ys, group):
             """Splat the rows ys of pixel_ids (vectors of row_chunks) into every kernel's buffer."""
@@ -714,28 +709,26 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             if prefetch:
                 fetch_ahead(positions, group)
             pixel_ids = [pixel_at(x) for x in positions]
-            ys = energies(pixel_ids, group)
+            ys, tops = energies(pixel_ids, group)
             with builder.if_then(scatter_v):
                 if skip:
-                    ys = [changes_of(i, y_row, group) for i, y_row in zip(pixel_ids, ys, strict=True)]
+                    ys = [changes_of(i, *y, group) for i, y in zip(pixel_ids, zip(ys, tops, strict=True), strict=True)]
                 splat_rows(pixel_ids, ys, group)
 
-        def changes_of(i, y_row, group):
+        def changes_of(i, y_row, top, group):
             """Skip builds: the change of pixel i's Q (y_row, rounded to float16 when q_state holds float16) from
-            q_state[i] (from 0 if reset), which takes the new Q."""
+            q_state[i] (from 0 in a reset), which takes the new Q; margin[i] = min(top, 1 - top), top = max Q_il (=
+            max over labels of min(Q_il, 1 - Q_il): any other Q_il is below both)."""
             row = builder.mul(i, ir.Constant(intp, _W * group))
             out = []
             for (first, n), y in zip(row_chunks(_W * group), y_row, strict=True):
                 place = builder.add(row, ir.Constant(intp, first))
                 if state_half:
                     y = builder.fpext(builder.fptrunc(y, ir.VectorType(ir.HalfType(), n)), _vec(n))
-                old = _vload_any(builder, state, place, state_half, n)
-                zeros = ir.Constant(_vec(n), [0.0] * n)
-                out.append(builder.fsub(y, builder.select(reset_v, zeros, old)))
+                out.append(y if reset else builder.fsub(y, _vload_any(builder, state, place, state_half, n)))
                 _vstore_any(builder, y, state, place, state_half)
-            one = [_splat(builder, ir.Constant(ir.FloatType(), 1.0), y.type.count) for y in y_row]
-            near = [_vmin(builder, y, builder.fsub(u, y)) for y, u in zip(y_row, one, strict=True)]
-            builder.store(_hreduce(builder, near, _vmax), builder.gep(margins, [i]))
+            rest = builder.fsub(ir.Constant(ir.FloatType(), 1.0), top)
+            builder.store(builder.select(builder.fcmp_ordered("<", top, rest), top, rest), builder.gep(margins, [i]))
             return out
 
         def pixels(group):
@@ -781,15 +774,14 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             q_state,
             margin,
             pixels,
-            reset,
         ):
             """meanfield_rows over a list of pixels, splatting the change of their Q: the updates of pixels[lo..hi-1]
-            (or, if reset, of pixels lo..hi-1), each as in meanfield_rows, except that when scatter the splat is
-            Q_i - q_state[i] (Q_i if reset) and q_state[i] = Q_i. The splat buffers then hold the splat of q_state:
-            a pass may update any subset of the pixels. q_state: (N, L) float32, or uint16 holding float16 (Q_i is
-            then rounded to float16 first, so the buffers hold exactly the splat of q_state); margin: (N,) float32,
-            set to max over labels of min(Q_il, 1 - Q_il) (how far Q_i is from certain; kernels.stale_pixels); pixels:
-            int32 or int64 pixel indices; reset: a bool."""
+            (or, if pixels is None, a reset: of pixels lo..hi-1), each as in meanfield_rows, except that when
+            scatter the splat is Q_i - q_state[i] (Q_i in a reset) and q_state[i] = Q_i. The splat buffers then hold
+            the splat of q_state: a pass may update any subset of the pixels. q_state: (N, L) float32, or uint16
+            holding float16 (Q_i is then rounded to float16 first, so the buffers hold exactly the splat of q_state);
+            margin: (N,) float32, set to max over labels of min(Q_il, 1 - Q_il) (how far Q_i is from certain;
+            kernels.stale_pixels); pixels: int32 or int64 pixel indices, or None (a compile-time specialisation)."""
             sig = types.void(
                 neg_unary,
                 q_out,
@@ -807,7 +799,6 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
                 q_state,
                 margin,
                 pixels,
-                reset,
             )
             return sig, codegen
 
