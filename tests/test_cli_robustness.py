@@ -218,6 +218,8 @@ def test_segment_writes_the_readable_images_when_one_is_missing(tiny_model, phot
         (["-o", "{t}/m.png", "--threads", "0"], ["--threads"]),
         (["-o", "{t}/m.png", "--bi-xy-std", "1e-30"], ["bi_xy_std"]),
         (["-o", "{t}/m.png", "--max-size", "-1"], ["--max-size"]),
+        (["-o", "{t}/m.png", "--skip-tolerance", "-0.1"], ["--skip-tolerance"]),
+        (["-o", "{t}/m.png", "--skip-tolerance", "nan"], ["--skip-tolerance"]),
     ],
 )
 def test_crf_bad_outputs_and_flags(voc_tiny, tmp_path, capsys, args, words):

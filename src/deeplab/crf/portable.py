@@ -87,31 +87,43 @@ def rows_from_columns(dst, src, i0, scale, pad, log_floor):
 
 
 @njit(cache=True, inline="always", fastmath=True)
+def _pixel_q(e, row, neg_unary, q_out, verts, offsets, bary, scales, i, gather, write_q):
+    """e = Q_i, the softmax of pixel i's energy row (-U_i, plus the kernels' slices if gather); into q_out[:, i]
+    if write_q. row: scratch of e's length."""
+    copy_row(e, neg_unary[i])
+    if gather:
+        for t in range(len(offsets)):
+            row[:] = 0.0
+            gather_rows(row, verts[t], offsets[t], bary[t], i)
+            f = scales[t][i, 0]
+            for k in range(e.shape[0]):
+                e[k] += f * row[k]
+    softmax_row(e)
+    if write_q:
+        for k in range(q_out.shape[0]):
+            q_out[k, i] = e[k]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _splat_pixel(x, row, bufs, chunk, offsets, bary, scales, i):
+    """Splat x (times each kernel's splat factor of pixel i) into every kernel's buffer. row: scratch."""
+    for t in range(len(offsets)):
+        f = scales[t][i, 1]
+        for k in range(x.shape[0]):
+            row[k] = f * x[k]
+        scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
+
+
+@njit(cache=True, inline="always", fastmath=True)
 def meanfield_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q):
     """Mean-field updates of pixels lo..hi-1 (see simd.meanfield_rows)."""
     nl = neg_unary.shape[1]
-    nk = len(offsets)
     e = np.empty(nl, np.float32)
     row = np.empty(nl, np.float32)
     for i in range(lo, hi):
-        copy_row(e, neg_unary[i])
-        if gather:
-            for t in range(nk):
-                row[:] = 0.0
-                gather_rows(row, verts[t], offsets[t], bary[t], i)
-                f = scales[t][i, 0]
-                for k in range(nl):
-                    e[k] += f * row[k]
-        softmax_row(e)
-        if write_q:
-            for k in range(q_out.shape[0]):
-                q_out[k, i] = e[k]
+        _pixel_q(e, row, neg_unary, q_out, verts, offsets, bary, scales, i, gather, write_q)
         if scatter:
-            for t in range(nk):
-                f = scales[t][i, 1]
-                for k in range(nl):
-                    row[k] = f * e[k]
-                scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
+            _splat_pixel(e, row, bufs, chunk, offsets, bary, scales, i)
 
 
 @njit(cache=True, inline="always", fastmath=True)
@@ -122,31 +134,17 @@ def meanfield_rows_skip(
     """Mean-field updates of pixels[lo..hi-1] (lo..hi-1 if pixels is None: a reset), splatting the change of Q from
     q_state (float32 here; see simd.meanfield_rows_skip)."""
     nl = neg_unary.shape[1]
-    nk = len(offsets)
     e = np.empty(nl, np.float32)
     row = np.empty(nl, np.float32)
+    change = np.empty(nl, np.float32)
     for j in range(lo, hi):
         i = j if pixels is None else pixels[j]
-        copy_row(e, neg_unary[i])
-        if gather:
-            for t in range(nk):
-                row[:] = 0.0
-                gather_rows(row, verts[t], offsets[t], bary[t], i)
-                f = scales[t][i, 0]
-                for k in range(nl):
-                    e[k] += f * row[k]
-        softmax_row(e)
-        if write_q:
-            for k in range(q_out.shape[0]):
-                q_out[k, i] = e[k]
+        _pixel_q(e, row, neg_unary, q_out, verts, offsets, bary, scales, i, gather, write_q)
         if scatter:
-            for t in range(nk):
-                f = scales[t][i, 1]
-                for k in range(nl):
-                    row[k] = f * (e[k] if pixels is None else e[k] - q_state[i, k])
-                scatter_rows(bufs[t], chunk, row, offsets[t], bary[t], i)
             for k in range(nl):
+                change[k] = e[k] if pixels is None else e[k] - q_state[i, k]
                 q_state[i, k] = e[k]
+            _splat_pixel(change, row, bufs, chunk, offsets, bary, scales, i)
         top = np.float32(0.0)
         for k in range(nl):
             top = max(top, e[k])

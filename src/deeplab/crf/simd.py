@@ -757,24 +757,9 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
 
         @intrinsic
         def meanfield_rows_skip(
-            typingctx,
-            neg_unary,
-            q_out,
-            verts,
-            offsets,
-            bary,
-            scales,
-            bufs,
-            chunk,
-            lo,
-            hi,
-            gather,
-            scatter,
-            write_q,
-            q_state,
-            margin,
-            pixels,
-        ):
+            typingctx, neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q,
+            q_state, margin, pixels,
+        ):  # fmt: skip
             """meanfield_rows over a list of pixels, splatting the change of their Q: the updates of pixels[lo..hi-1]
             (or, if pixels is None, a reset: of pixels lo..hi-1), each as in meanfield_rows, except that when
             scatter the splat is Q_i - q_state[i] (Q_i in a reset) and q_state[i] = Q_i. The splat buffers then hold
@@ -782,24 +767,8 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             holding float16 (Q_i is then rounded to float16 first, so the buffers hold exactly the splat of q_state);
             margin: (N,) float32, set to max over labels of min(Q_il, 1 - Q_il) (how far Q_i is from certain;
             kernels.stale_pixels); pixels: int32 or int64 pixel indices, or None (a compile-time specialisation)."""
-            sig = types.void(
-                neg_unary,
-                q_out,
-                verts,
-                offsets,
-                bary,
-                scales,
-                bufs,
-                chunk,
-                lo,
-                hi,
-                gather,
-                scatter,
-                write_q,
-                q_state,
-                margin,
-                pixels,
-            )
+            args = (neg_unary, q_out, verts, offsets, bary, scales, bufs, chunk, lo, hi, gather, scatter, write_q)
+            sig = types.void(*args, q_state, margin, pixels)
             return sig, codegen
 
         return meanfield_rows_skip
