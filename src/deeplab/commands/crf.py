@@ -76,10 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-tolerance",
         type=float,
-        default=1e-3,
+        default=None,
         metavar="P",
         help="the middle iterations leave a pixel as it is until its probabilities may have moved by more than "
-        "P (default 1e-3; 0 updates every pixel in every iteration)",
+        "P (default: deeplab.crf's, 1e-3; 0 updates every pixel in every iteration)",
     )
     p.add_argument(
         "--max-size",
@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deeplab.crf import dense_crf, dense_crf_unary, unary_from_labels
     from deeplab.crf.annotation import read_annotation
+    from deeplab.crf.meanfield import SKIP_TOLERANCE, check_skip_tolerance
     from deeplab.data.images import load_rgb
     from deeplab.data.palette import overlay, save_label_png, voc_palette
     from deeplab.errors import InputError
@@ -137,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     if args.max_size < 0 or 0 < args.max_size < 16:
         raise InputError(f"--max-size must be 0 (no limit) or >= 16, got {args.max_size}")
-    if not (np.isfinite(args.skip_tolerance) and args.skip_tolerance >= 0):
-        raise InputError(f"--skip-tolerance must be a finite number >= 0, got {args.skip_tolerance}")
+    skip_tolerance = SKIP_TOLERANCE
+    if args.skip_tolerance is not None:
+        try:
+            skip_tolerance = check_skip_tolerance(args.skip_tolerance)
+        except InputError as e:
+            raise InputError(f"--skip-tolerance: {e}") from None
     inputs = [args.image, args.probs or args.labels]
     check_output_file(args.out, (".png",), "-o", inputs)
     if args.overlay:
@@ -160,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         if probs.ndim == 3 and probs.shape[1:] == (h, w) and work != (h, w):
             probs = _shrink_maps(probs, work)
         try:
-            q = dense_crf(image, np.asarray(probs), params, threads=args.threads, skip_tolerance=args.skip_tolerance)
+            q = dense_crf(image, np.asarray(probs), params, threads=args.threads, skip_tolerance=skip_tolerance)
         except InputError as e:
             raise InputError(f"--probs {args.probs}: {e}") from None
         values, palette = np.arange(q.shape[0]), voc_palette()[: min(q.shape[0], 256)]
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         if work != (h, w):  # nearest neighbour keeps label values (and -1 = unknown)
             index = np.asarray(Image.fromarray(index.astype(np.int32)).resize(work[::-1], Image.Resampling.NEAREST))
         unary = unary_from_labels(index, len(ann.classes), args.gt_prob, unknown=-1)
-        q = dense_crf_unary(image, unary, params, threads=args.threads, skip_tolerance=args.skip_tolerance)
+        q = dense_crf_unary(image, unary, params, threads=args.threads, skip_tolerance=skip_tolerance)
         values, palette = ann.classes, ann.palette
     index = upsampled_labels(q, (h, w)).astype(np.int64)
     if args.labels and ann.is_colour:

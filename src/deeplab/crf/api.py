@@ -303,9 +303,9 @@ def dense_crf(
     vertex_dtype: "float16" (default, faster; labels as float32's on >= 99.99% of pixels) or "float32", the
     storage of the lattice's blurred vertex values (error bound: deeplab.crf.meanfield). skip_tolerance
     (default 1e-3): the middle iterations leave a pixel as it is while its probabilities can have moved by at
-    most this since its last update (bound: deeplab.crf.meanfield; about 1.3x faster, labels as with 0 on
-    >= 99.99% of pixels); 0 updates every pixel in every iteration. Unary = -log(max(p, 1e-5)) (as
-    unary_from_probs).
+    most this since its last update (bound: deeplab.crf.meanfield; a median 1.2x faster over 45 benchmark
+    photos, labels as with 0 on >= 99.99% of pixels); 0 updates every pixel in every iteration. Unary =
+    -log(max(p, 1e-5)) (as unary_from_probs).
     Returns Q: (L, H, W) float32, sums to 1 over L; ``Q.argmax(0)`` is the label map.
     """
     params = resolve_params(params, overrides)

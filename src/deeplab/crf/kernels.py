@@ -182,7 +182,7 @@ def _meanfield_pass(neg_unary, verts, offsets, bary, scales, bufs, q_out, gather
         wide_rows(neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, gather, scatter, write_q)
 
 
-def _meanfield_pass_skip(neg_unary, verts, offsets, bary, scales, bufs, q_out, scatter, q_state, margin, pixels, count):
+def _meanfield_pass_skip(neg_unary, verts, offsets, bary, scales, bufs, q_out, q_state, margin, pixels, count):
     """_meanfield_pass (gathering, not writing Q) over the first ``count`` pixels of the list ``pixels``, splatting
     the change of their Q from q_state (N, L) and setting their margin (meanfield_rows_skip); pixels None: a reset,
     every pixel from q_state = 0 into cleared buffers. The buffers (one private buffer per chunk) then hold the
@@ -190,12 +190,12 @@ def _meanfield_pass_skip(neg_unary, verts, offsets, bary, scales, bufs, q_out, s
     nchunks = bufs[0].shape[0]
     total = neg_unary.shape[0] if pixels is None else count
     for c in prange(nchunks):
-        if pixels is None and scatter:
+        if pixels is None:
             for t in range(len(bufs)):
                 bufs[t][c] = 0.0
         lo, hi = chunk_range(c, nchunks, total)
         meanfield_rows_skip(
-            neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, True, scatter, False, q_state, margin,
+            neg_unary, q_out, verts, offsets, bary, scales, bufs, c, lo, hi, True, True, False, q_state, margin,
             pixels,
         )  # fmt: skip
 

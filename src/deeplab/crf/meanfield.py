@@ -34,19 +34,20 @@ there could hide a label that the pairwise terms would revive.
 
 Skipping settled pixels (``skip_tolerance``, default SKIP_TOLERANCE = 1e-3). Most pixels settle within a few
 iterations, so the middle passes update only the pixels whose Q may still move by more than the tolerance; the
-others keep their Q, and their splat stays in the buffers, which from the first iteration on hold the splat of
-each pixel's last Q (a pass splats the change of the Q it updates). Bound: every pass computes, per vertex, the
-largest change of its blurred values (any label), and per pixel adds the slice of those changes to a running b
-(the sum of its corners' changes, weighted as the slice weighs them): its energies moved by at most b since its
-last update, so each Q_l moved by a factor within exp(+-2b), i.e. by at most m (exp(2b) - 1) <= m (x + x^2),
-x = 2b <= 1, where m = max over labels of min(Q_l, 1 - Q_l) at that update (a near-certain pixel tolerates large
-moves of its energies). A pixel is updated when that bound passes the tolerance: every Q used in a pass is
-within the tolerance of the Q its current energies give. The first iteration and the last (which writes Q) update
-every pixel; the splatted Q are rounded to float16 when the vertex values are (half the bytes of the per-pixel
-state; relative 2^-11, below the vertex storage's bound). Measured on the 45 benchmark photos (DeepLab's
-parameters, 10 iterations): 1.1-1.5x faster per image, labels equal to skip_tolerance=0's on >= 99.99% of
-pixels and Q within 1e-2 (benchmarks/bench_crf.py). ``skip_tolerance=0`` updates every pixel in every pass; so
-do non-Potts compatibilities, label rows wider than MAX_REGISTER_LABELS and runs of fewer than 3 iterations.
+others keep their Q, and their splat stays in the buffers, which from the first iteration on hold the splat of each
+pixel's last Q (a pass splats the change of the Q it updates). Bound: every pass computes, per vertex, the largest
+change of its blurred values (any label), and per pixel adds the slice of those changes to a running b (the sum of
+its corners' changes, weighted as the slice weighs them): its energies moved by at most b since its last update, so
+each Q_l moved by a factor within exp(+-2b), i.e. by at most m (exp(2b) - 1) <= m (x + x^2), x = 2b <= 1, where m =
+max over labels of min(Q_l, 1 - Q_l) at that update (a near-certain pixel tolerates large moves of its energies). A
+pixel is updated when that bound passes the tolerance: every Q used in a pass is within the tolerance of the Q its
+current energies give. The first iteration and the last (which writes Q) update every pixel; the splatted Q are
+rounded to float16 when the vertex values are (half the bytes of the per-pixel state; relative 2^-11, below the
+vertex storage's bound). Measured (DeepLab's parameters, 10 iterations): a median 1.2x faster per image over the 45
+photos of benchmarks/bench_crf.py; on the 13 voc_mini photos, labels equal to skip_tolerance=0's on >= 99.998% of
+pixels and Q within 9e-3. The bound is per pass: a skipped pixel's small error reaches its neighbours' messages
+later, so the final Q can differ by more than the tolerance. ``skip_tolerance=0`` updates every pixel in every pass;
+so do non-Potts compatibilities, label rows wider than MAX_REGISTER_LABELS and runs of fewer than 3 iterations.
 """
 
 from __future__ import annotations
@@ -485,7 +486,7 @@ class MeanField:
                 for k, scales, change in zip(kernels, scales_t, changes, strict=True):
                     add_moves(k.lattice.offset, k.lattice.bary, scales, change, bound)
                 count = stale_pixels(bound, margin, tolerance, listed)
-            skip_pass(unary, tuple(verts), *inputs, q, True, state, margin, None if it == 0 else listed, count)
+            skip_pass(unary, tuple(verts), *inputs, q, state, margin, None if it == 0 else listed, count)
 
     def kl_divergence(self, q: np.ndarray) -> float:
         """Mean-field free energy KL(Q || P) up to log Z: sum Q log Q + sum U Q + sum Q (pairwise). q: (N, L)."""

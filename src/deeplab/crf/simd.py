@@ -712,7 +712,7 @@ def _meanfield_rows_intrinsic(prefetch: bool, skip: bool = False):
             ys, tops = energies(pixel_ids, group)
             with builder.if_then(scatter_v):
                 if skip:
-                    ys = [changes_of(i, *y, group) for i, y in zip(pixel_ids, zip(ys, tops, strict=True), strict=True)]
+                    ys = [changes_of(i, y, top, group) for i, y, top in zip(pixel_ids, ys, tops, strict=True)]
                 splat_rows(pixel_ids, ys, group)
 
         def changes_of(i, y_row, top, group):
